@@ -1,0 +1,127 @@
+"""The database schema, as append-only numbered migrations.
+
+Never edit a migration that has shipped: add a new one. A migration that
+transforms a table referenced with ``ON DELETE CASCADE`` must be registered with
+``transactional=False`` (SQLite rebuilds the table, and inside a transaction the
+cascade would fire on the copy).
+"""
+from __future__ import annotations
+
+from sqlite_utils import Database, Migrations
+
+migrations = Migrations("voice_studio")
+
+
+@migrations(name="m001_initial")
+def m001_initial(db: Database) -> None:
+    db.execute("""
+        CREATE TABLE projects (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            slug TEXT NOT NULL UNIQUE,
+            sample_rate INTEGER NOT NULL DEFAULT 22050,
+            language TEXT NOT NULL DEFAULT 'en-us',
+            created_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE sources (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            path TEXT NOT NULL,
+            sha256 TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            status TEXT NOT NULL DEFAULT 'new',
+            error TEXT,
+            duration_s REAL,
+            sample_rate INTEGER,
+            channels INTEGER,
+            lufs REAL,
+            peak_dbfs REAL,
+            rms_dbfs REAL,
+            clipped_fraction REAL,
+            created_at REAL NOT NULL,
+            UNIQUE (project_id, sha256)
+        )""")
+    db.execute("""
+        CREATE TABLE speakers (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            name TEXT NOT NULL,
+            cluster_label INTEGER,
+            use_for_training INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE clips (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            source_id INTEGER REFERENCES sources(id) ON DELETE CASCADE,
+            speaker_id INTEGER REFERENCES speakers(id) ON DELETE SET NULL,
+            path TEXT NOT NULL,
+            start_s REAL,
+            end_s REAL,
+            duration_s REAL NOT NULL,
+            text TEXT NOT NULL DEFAULT '',
+            words TEXT NOT NULL DEFAULT '[]',
+            quality TEXT NOT NULL DEFAULT '{}',
+            flags TEXT NOT NULL DEFAULT '[]',
+            embedding BLOB,
+            review TEXT NOT NULL DEFAULT 'unreviewed',
+            created_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE jobs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER REFERENCES projects(id) ON DELETE CASCADE,
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL DEFAULT '',
+            params TEXT NOT NULL DEFAULT '{}',
+            state TEXT NOT NULL DEFAULT '{}',
+            result TEXT NOT NULL DEFAULT '{}',
+            status TEXT NOT NULL DEFAULT 'queued',
+            heavy INTEGER NOT NULL DEFAULT 0,
+            progress REAL NOT NULL DEFAULT 0,
+            message TEXT NOT NULL DEFAULT '',
+            eta_s REAL,
+            error TEXT,
+            pid INTEGER,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            attempts INTEGER NOT NULL DEFAULT 0,
+            created_at REAL NOT NULL,
+            started_at REAL,
+            heartbeat_at REAL,
+            finished_at REAL
+        )""")
+    db.execute("""
+        CREATE TABLE metrics (
+            job_id INTEGER NOT NULL REFERENCES jobs(id) ON DELETE CASCADE,
+            step INTEGER NOT NULL,
+            name TEXT NOT NULL,
+            value REAL NOT NULL,
+            t REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE voices (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,
+            slug TEXT NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            language TEXT NOT NULL DEFAULT '',
+            sample_rate INTEGER,
+            origin TEXT NOT NULL DEFAULT '',
+            path TEXT NOT NULL,
+            size_bytes INTEGER NOT NULL DEFAULT 0,
+            config TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        )""")
+    db.execute("CREATE INDEX idx_sources_project ON sources(project_id)")
+    db.execute("CREATE INDEX idx_clips_project_speaker ON clips(project_id, speaker_id)")
+    db.execute("CREATE INDEX idx_jobs_status ON jobs(status, created_at)")
+    db.execute("CREATE INDEX idx_metrics_job_name_step ON metrics(job_id, name, step)")
+
+
+@migrations(name="m002_project_settings")
+def m002_project_settings(db: Database) -> None:
+    # Remembered per-project choices (dataset build parameters, narration defaults).
+    db["projects"].add_column("settings", str, not_null_default="{}")
