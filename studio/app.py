@@ -47,8 +47,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                                         "export mastered MP3 chapters and an M4B audiobook"])
             with gr.Tab("Convert", id="convert"):
                 coming_soon("Convert", ["turn any recording or microphone take into an RVC voice"])
-            with gr.Tab("Models", id="models"):
-                models_tab.build(studio)
+            with gr.Tab("Models", id="models") as models:
+                models_tab.build(studio, models)
         jobs_panel.build(studio)
 
         def on_load():
@@ -56,9 +56,13 @@ def build_app(studio: Studio) -> gr.Blocks:
             return gr.Dropdown(choices=names, value=names[0] if names else None)
 
         app.load(on_load, None, [current], api_visibility="private")
-        gr.api(lambda: [dict(id=j.id, kind=j.kind, status=j.status, progress=j.progress,
-                             message=j.message, error=j.error)
-                        for j in jobs.list_jobs(studio.store)], api_name="list_jobs")
+        def list_jobs() -> list[dict]:
+            """Recent jobs with their status and progress (for scripts)."""
+            return [{"id": j.id, "kind": j.kind, "title": j.title, "status": j.status,
+                     "progress": j.progress, "message": j.message, "error": j.error}
+                    for j in jobs.list_jobs(studio.store)]
+
+        gr.api(list_jobs, api_name="list_jobs")
     return app
 
 

@@ -28,11 +28,11 @@ def _missing(studio: Studio) -> list[str]:
     return [r["id"] for r in studio.registry.status() if not r["installed"]]
 
 
-def build(studio: Studio) -> None:
-    """Render the tab."""
+def build(studio: Studio, tab: gr.Tab) -> None:
+    """Render the tab; the machine check runs when the tab is opened (it imports torch)."""
     gr.Markdown("### This machine\nChecked without any network access.")
-    doctor = gr.Dataframe(value=doctor_rows(studio), headers=DOCTOR_HEADERS,
-                          interactive=False, elem_id="doctor-table", wrap=True)
+    doctor = gr.Dataframe(headers=DOCTOR_HEADERS, interactive=False, elem_id="doctor-table",
+                          wrap=True)
     recheck = gr.Button("Check again", elem_id="doctor-recheck")
     gr.Markdown("### Pretrained models\nThe defaults come with the install. Larger models "
                 "download on demand (checksum verified) or import from files you already have.")
@@ -63,7 +63,8 @@ def build(studio: Studio) -> None:
         gr.Info(f"Imported {model_id}.")
         return model_rows(studio), gr.Dropdown(choices=_missing(studio), value=None), None
 
-    recheck.click(ui_errors(lambda: (doctor_rows(studio), model_rows(studio))), None,
-                  [doctor, table], api_name="doctor")
+    check = ui_errors(lambda: (doctor_rows(studio), model_rows(studio)))
+    recheck.click(check, None, [doctor, table], api_name="doctor")
+    tab.select(check, None, [doctor, table], api_visibility="private")
     download_btn.click(download, [pick], None, api_name="download_model")
     import_btn.click(import_files, [pick, upload], [table, pick, upload], api_name="import_model")
