@@ -188,7 +188,8 @@ def cmd_models(args) -> int:
         for r in registry.status():
             size = f"{r['size_mb']:>8.1f} MB" if r["size_mb"] else " " * 11
             mark = "installed" if r["installed"] else "missing  "
-            print(f"{mark}  {r['id']:<28} {r['task']:<11}{size}  {r['licence']:<12} {r['title']}")
+            licence = r["licence"] if len(r["licence"]) <= 24 else r["licence"][:23] + "…"
+            print(f"{mark}  {r['id']:<30} {r['task']:<11}{size}  {licence:<24}  {r['title']}")
         return 0
     if action == "download":
         path = registry.download(args.model_id, progress=_print_progress)
