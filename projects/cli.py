@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Callable
 
 from projects import jobs, projects as project_store, sources
-from projects.errors import Cancelled, StudioError
+from projects.errors import StudioError
+from projects.format import human_duration as format_duration
 from projects.records import Job
 from projects.registry import Registry
 from projects.store import Store
@@ -44,18 +45,6 @@ def _open(args) -> tuple[Workspace, Store]:
 
 
 # --------------------------------------------------------------------------- progress output
-
-def format_duration(seconds: float | None) -> str:
-    """'1 h 02 min', '3 min 05 s', '12 s', or '' when unknown."""
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
-
 
 def progress_line(fraction: float, message: str, eta_s: float | None = None) -> str:
     """A one-line text progress bar."""

@@ -10,6 +10,7 @@ from typing import Callable
 import gradio as gr
 
 from projects.errors import StudioError
+from projects.format import human_duration as duration  # noqa: F401  (re-exported for tabs)
 from projects.registry import Registry
 from projects.store import Store
 from projects.workspace import Workspace
@@ -43,18 +44,6 @@ def ui_errors(fn: Callable) -> Callable:
                            "studio's console log.", print_exception=False) from err
 
     return wrapper
-
-
-def duration(seconds: float | None) -> str:
-    """Short human duration."""
-    if seconds is None:
-        return ""
-    s = int(round(seconds))
-    if s >= 3600:
-        return f"{s // 3600} h {s % 3600 // 60:02d} min"
-    if s >= 60:
-        return f"{s // 60} min {s % 60:02d} s"
-    return f"{s} s"
 
 
 def esc(text: object) -> str:

@@ -78,21 +78,18 @@ def build(studio: Studio) -> None:
             value = active[0] if active else (current if current in ids else None)
         return jobs_html(studio), gr.Dropdown(choices=[tuple(c) for c in choices], value=value), choices
 
-    @ui_errors
-    def cancel_job(job_id: int | None) -> str:
-        if job_id is None:
-            raise gr.Error("Pick a job first.")
-        job = jobs.cancel(studio.store, int(job_id))
-        gr.Info(f"Job #{job.id}: {job.message}")
-        return jobs_html(studio)
+    def act(action, done_message: str):
+        @ui_errors
+        def handler(job_id: int | None) -> str:
+            if job_id is None:
+                raise gr.Error("Pick a job first.")
+            job = action(studio.store, int(job_id))
+            gr.Info(done_message.format(id=job.id, message=job.message))
+            return jobs_html(studio)
+        return handler
 
-    @ui_errors
-    def resume_job(job_id: int | None) -> str:
-        if job_id is None:
-            raise gr.Error("Pick a job first.")
-        job = jobs.resume(studio.store, int(job_id))
-        gr.Info(f"Job #{job.id} queued again.")
-        return jobs_html(studio)
+    cancel_job = act(jobs.cancel, "Job #{id}: {message}")
+    resume_job = act(jobs.resume, "Job #{id} queued again.")
 
     timer.tick(refresh, [picked, shown_choices], [panel, picked, shown_choices],
                api_visibility="private",
