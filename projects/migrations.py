@@ -125,3 +125,13 @@ def m001_initial(db: Database) -> None:
 def m002_project_settings(db: Database) -> None:
     # Remembered per-project choices (dataset build parameters, narration defaults).
     db["projects"].add_column("settings", str, not_null_default="{}")
+
+
+@migrations(name="m003_dataset")
+def m003_dataset(db: Database) -> None:
+    # 'cluster' speakers are rebuilt by re-clustering; 'user' ones (named, merged,
+    # split or created by hand in Review) keep their clips.
+    db["speakers"].add_column("origin", str, not_null_default="cluster")
+    # A rebuild of the same source never duplicates a clip.
+    db.execute("CREATE UNIQUE INDEX idx_clips_source_span ON clips(source_id, start_s, end_s) "
+               "WHERE source_id IS NOT NULL")
