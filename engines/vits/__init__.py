@@ -1,0 +1,1 @@
+"""VITS and MB-iSTFT-VITS in PyTorch: models, Piper import/export, training."""
