@@ -18,7 +18,6 @@ from typing import Iterator
 import numpy as np
 import soundfile as sf
 import soxr
-from scipy import signal
 
 from engines.errors import (BadInput, CancelFn, ProgressFn, check_cancel,
                             never_cancel, no_progress)
@@ -390,6 +389,8 @@ class LoudnessMeter:
 
     def add(self, frames: np.ndarray) -> None:
         """Add float frames, shape ``[n]`` (mono) or ``[n, channels]``."""
+        from scipy import signal  # heavy import: only when loudness is measured
+
         frames = np.asarray(frames, dtype=np.float64).reshape(len(frames), -1)
         weighted = frames
         for i, (b, a) in enumerate(self._filters):
