@@ -149,7 +149,7 @@ def test_silence_transcribes_to_nothing(transcriber):
 
 # ------------------------------------------------------------- segmentation
 
-def _assert_between_words(clip_list, words, audio=None):
+def _assert_between_words(clip_list, words, audio=None, min_dip_db=20.0):
     """Every edge in a quiet frame (20 dB under the speech around it) when the
     audio is known; otherwise no edge deeper than Whisper's timing precision
     (0.1 s) into a word. Whisper often stretches a word over the following
@@ -163,7 +163,7 @@ def _assert_between_words(clip_list, words, audio=None):
             else:
                 frame = min(int(edge * 100), len(levels) - 1)
                 near = levels[max(0, frame - 50):frame + 50].max()
-                assert levels[frame] < near - 20, f"cut at {edge:.2f} s is not in a pause"
+                assert levels[frame] < near - min_dip_db, f"cut at {edge:.2f} s is not in a pause"
         assert clip.text == " ".join(w.text for w in clip.words)
         assert all(0 <= w.start <= w.end <= clip.duration + 1e-9 for w in clip.words)
 
@@ -186,7 +186,9 @@ def test_short_max_cuts_inside_sentences_at_word_gaps(talk, words):
     short = segment.plan_clips(words, config, audio, RATE)
     assert len(short) > 12
     assert all(config.min_seconds <= c.duration <= config.max_seconds + 1e-6 for c in short)
-    _assert_between_words(short, words, audio)
+    # Inside a 2 s limit some cuts must fall at word junctions with no real pause
+    # (connected speech); the quietest point there is a dip, not silence.
+    _assert_between_words(short, words, audio, min_dip_db=10.0)
     kept = [w.text for c in short for w in c.words]
     remaining = iter(w.text for w in words)
     assert all(text in remaining for text in kept)  # in order, none repeated or split
