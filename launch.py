@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_commands(sub)
     _add_model_commands(sub)
     _add_source_commands(sub)
+    _add_narrate_commands(sub)
+    _add_dataset_commands(sub)
+    _add_train_commands(sub)
     return parser
 
 
@@ -155,6 +158,94 @@ def _add_source_commands(sub) -> None:
     lst = ps.add_parser("list", help="a project's recordings with their measurements")
     lst.add_argument("--project", required=True)
 
+
+def _add_narrate_commands(sub) -> None:
+    n = sub.add_parser("narrate", help="narrate a book file into chapter files or an M4B")
+    n.add_argument("--project", required=True, help="project (created when missing)")
+    n.add_argument("--book", required=True, type=Path, help="epub, txt, md, pdf or docx")
+    n.add_argument("--voice", default="piper-en_US-joe-medium",
+                   help="TTS voice key or name (`launch.py voices list`)")
+    n.add_argument("--out", required=True, type=Path, help="folder for the finished files")
+    n.add_argument("--format", default="m4b", choices=("m4b", "mp3", "wav", "flac"))
+    n.add_argument("--no-check", action="store_true",
+                   help="skip the Whisper back-check of every sentence (faster)")
+    v = sub.add_parser("voices", help="TTS voices: list, import a Piper voice")
+    vs = v.add_subparsers(dest="action")
+    vs.add_parser("list", help="voices that can narrate (the default)")
+    i = vs.add_parser("import", help="copy a Piper voice (.onnx + .onnx.json) into the library")
+    i.add_argument("onnx", type=Path)
+    i.add_argument("--config", type=Path, help="its JSON config (default: beside the .onnx)")
+    i.add_argument("--name", help="name shown in the studio")
+    x = vs.add_parser("export", help="export a training run's checkpoint as a Piper voice")
+    x.add_argument("run_id", type=int)
+    x.add_argument("--out", required=True, type=Path, help="folder for the .onnx and .onnx.json")
+    x.add_argument("--checkpoint", help="'best' (default), a step number or a file name")
+
+
+def _add_train_commands(sub) -> None:
+    p = sub.add_parser("train", help="train VITS voices (runs are resumable jobs)")
+    ps = p.add_subparsers(dest="action", required=True)
+    v = ps.add_parser("vits", help="check the data, then train a VITS voice on one speaker")
+    v.add_argument("--project", required=True, help="project (created for --ljspeech)")
+    src = v.add_mutually_exclusive_group(required=True)
+    src.add_argument("--speaker", help="speaker name or id (its accepted clips with text)")
+    src.add_argument("--ljspeech", type=Path, help="an LJSpeech folder instead of a speaker")
+    v.add_argument("--preset", default="tiny", help="tiny, medium, mb-istft or high")
+    v.add_argument("--from-voice", help="fine-tune from this library voice (key or name)")
+    v.add_argument("--from-run", type=int, help="fine-tune from this run's best checkpoint")
+    v.add_argument("--steps", type=int, help="optimiser steps (default per preset)")
+    v.add_argument("--batch-size", type=int, help="clips per step (default per preset)")
+    v.add_argument("--learning-rate", type=float)
+    v.add_argument("--checkpoint-every", type=int)
+    v.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    v.add_argument("--all-clips", action="store_true",
+                   help="use every clip with text, not only accepted ones")
+    v.add_argument("--check", action="store_true", help="only run the pre-flight check")
+    v.add_argument("--no-wait", action="store_true", help="queue the job and return")
+    r = ps.add_parser("resume", help="continue a stopped run from its latest checkpoint")
+    r.add_argument("run_id", type=int)
+    r.add_argument("--no-wait", action="store_true", help="queue the job and return")
+    lst = ps.add_parser("list", help="training runs with status and best validation loss")
+    lst.add_argument("--project")
+
+
+def _add_dataset_commands(sub) -> None:
+    p = sub.add_parser("dataset", help="build, re-cluster and export speaker datasets")
+    ps = p.add_subparsers(dest="action", required=True)
+    _add_dataset_build_commands(ps)
+    e = ps.add_parser("export", help="write a speaker's accepted clips for other tools")
+    e.add_argument("--project", required=True)
+    e.add_argument("--speaker", required=True, action="append",
+                   help="speaker name or id (repeat with --format multi)")
+    e.add_argument("--format", required=True, choices=("ljspeech", "vits", "multi", "rvc"))
+    e.add_argument("--out", required=True, type=Path, help="folder to write (a zip goes beside it)")
+    e.add_argument("--no-zip", action="store_true", help="do not write the zip")
+
+
+
+def _add_dataset_build_commands(ps) -> None:
+    b = ps.add_parser("build", help="recordings -> transcribed clips grouped by speaker")
+    b.add_argument("--project", required=True, help="project (created when missing)")
+    b.add_argument("files", nargs="*", type=Path,
+                   help="recordings, or zips/folders of clips (LJSpeech metadata.csv optional)")
+    b.add_argument("--speech-prob", type=float, default=0.5, help="VAD threshold 0..1 (0.5)")
+    b.add_argument("--backend", default="faster-whisper",
+                   choices=("faster-whisper", "openai-whisper"))
+    b.add_argument("--model", default="tiny.en",
+                   help="Whisper model: tiny.en (bundled) or a registry id such as whisper-small.en")
+    b.add_argument("--language", default="", help="language code, empty = detect")
+    b.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda"))
+    b.add_argument("--min-seconds", type=float, default=1.5, help="shortest clip (1.5)")
+    b.add_argument("--max-seconds", type=float, default=12.0, help="longest clip (12)")
+    b.add_argument("--pad-seconds", type=float, default=0.15, help="silence kept around clips")
+    b.add_argument("--cluster-criteria", type=float, default=0.70,
+                   help="cosine similarity 0..1 to group clips as one speaker (0.70)")
+    b.add_argument("--separate", action="store_true",
+                   help="separate voice from music first (needs the separation model)")
+    b.add_argument("--no-wait", action="store_true", help="queue the job and return")
+    r = ps.add_parser("recluster", help="regroup clips by speaker at a new threshold (instant)")
+    r.add_argument("--project", required=True)
+    r.add_argument("--threshold", type=float, required=True, help="cosine similarity 0..1")
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)

@@ -216,7 +216,178 @@ def cmd_sources(args) -> int:
     return _report(final)
 
 
+def cmd_narrate(args) -> int:
+    from projects import books, narrate
+    from projects.errors import NotFound
+
+    ws, store = _open(args)
+    try:
+        project = project_store.get_project(store, args.project)
+    except NotFound:
+        project = project_store.create_project(store, ws, args.project)
+    settings = narrate.settings_for_format(args.format, args.voice, not args.no_check)
+    book = books.import_book(store, ws, project, args.book)
+    print(f"Imported '{book.title}': {len(books.list_chapters(store, book.id))} chapters.")
+    print(narrate.RETAILER_NOTICE)
+    final = run_in_foreground(store, ws, narrate.start_narration(store, ws, book.id, settings))
+    if final.status == "done":
+        for report in final.result.get("reports", []):
+            problems = report.get("problems") or []
+            print(f"  {'ok ' if not problems else 'MISS'} {report['chapter']}: RMS "
+                  f"{report['rms_db']} dB, true peak {report['true_peak_db']} dBTP"
+                  + (f" — {'; '.join(problems)}" if problems else ""))
+        for path in narrate.copy_outputs(ws, final.result, args.out):
+            print(f"wrote {path}")
+    return _report(final)
+
+
+def cmd_voices(args) -> int:
+    from projects import voices
+
+    ws, store = _open(args)
+    if args.action == "export":
+        return cmd_voices_export(args)
+    if args.action == "import":
+        v = voices.import_piper_voice(store, ws, args.onnx, args.config, args.name)
+        print(f"Imported voice '{v.name}' ({v.language}, {v.sample_rate} Hz) as '{v.key}'.")
+        return 0
+    for v in voices.list_tts_voices(store, ws):
+        print(f"{v.key:<30} {v.name:<30} {v.language:<8} {v.sample_rate} Hz  {v.origin}")
+    return 0
+
+
+def cmd_dataset_export(args) -> int:
+    from projects import export, review
+
+    ws, store = _open(args)
+    project = project_store.get_project(store, args.project)
+    ids = [review.find_speaker(store, project.id, s)["id"] for s in args.speaker]
+    result = export.export_speakers(store, ws, project, ids, args.format, out=args.out,
+                                    make_zip=not args.no_zip)
+    print(f"Exported {', '.join(result.speakers)}: {result.summary()}")
+    print(f"folder: {result.folder}")
+    if result.zip_path:
+        print(f"zip:    {result.zip_path}")
+    return 0
+
+
+def cmd_dataset_build(args) -> int:
+    from projects import dataset
+    from projects.errors import NotFound
+
+    ws, store = _open(args)
+    try:
+        project_store.get_project(store, args.project)
+    except NotFound:
+        project_store.create_project(store, ws, args.project)
+    config = dataset.BuildConfig(
+        speech_prob=args.speech_prob, backend=args.backend, model=args.model,
+        language=args.language, device=args.device, min_seconds=args.min_seconds,
+        max_seconds=args.max_seconds, pad_seconds=args.pad_seconds,
+        cluster_criteria=args.cluster_criteria, separate=args.separate)
+    job, problems = dataset.start_build(store, ws, args.project,
+                                        [(Path(f), None) for f in args.files], config)
+    for line in problems:
+        print(f"skipped: {line}", file=sys.stderr)
+    if args.no_wait:
+        print(f"Queued job #{job.id}.")
+        return 0
+    final = run_in_foreground(store, ws, job)
+    if final.status == "done":
+        print(dataset.format_summary(dataset.dataset_summary(store, args.project)))
+    return _report(final)
+
+
+def cmd_dataset_recluster(args) -> int:
+    from projects import dataset
+
+    ws, store = _open(args)
+    started = time.perf_counter()
+    result = dataset.recluster(store, ws, args.project, args.threshold)
+    print(f"{result['clips']} clips in {result['speakers']} speaker(s) at threshold "
+          f"{result['threshold']:.2f} ({(time.perf_counter() - started) * 1000:.0f} ms).")
+    print(dataset.format_summary(dataset.dataset_summary(store, args.project)))
+    return 0
+
+
+#: ``dataset <action>`` handlers; the dataset builder adds build and recluster here.
+DATASET_ACTIONS: dict[str, Callable] = {"export": cmd_dataset_export, "build": cmd_dataset_build,
+                                        "recluster": cmd_dataset_recluster}
+
+
+def cmd_dataset(args) -> int:
+    return DATASET_ACTIONS[args.action](args)
+
+
+def _run_options(args):
+    from projects import training
+
+    finetune = bool(args.from_voice or args.from_run)
+    opts = training.default_options(args.preset, finetune)
+    overrides = {"max_steps": args.steps, "batch_size": args.batch_size,
+                 "learning_rate": args.learning_rate, "checkpoint_every": args.checkpoint_every}
+    for key, value in overrides.items():
+        if value is not None:
+            setattr(opts, key, value)
+    opts.device, opts.all_clips = args.device, args.all_clips
+    opts.base_voice, opts.base_run = args.from_voice, args.from_run
+    return opts
+
+
+def _wait_for_run(store: Store, ws: Workspace, run, no_wait: bool) -> int:
+    from projects import training
+
+    if no_wait:
+        print(f"Queued run #{run.id} as job #{run.job_id}; the studio starts it, or run "
+              f"`launch.py job run {run.job_id}`.")
+        return 0
+    final = run_in_foreground(store, ws, jobs.get_job(store, run.job_id))
+    print(f"Run folder: {training.run_dir(ws, training.get_run(store, run.id))}")
+    return _report(final)
+
+
+def cmd_train(args) -> int:
+    from projects import training
+    from projects.errors import NotFound
+
+    ws, store = _open(args)
+    if args.action == "list":
+        pid = project_store.get_project(store, args.project).id if args.project else None
+        for r in training.list_runs(store, pid):
+            best = f"best val {r.best_val:.3f} @ {r.best_step}" if r.best_val is not None else ""
+            print(f"#{r.id:<4} {r.status:<11} {r.preset:<9} {r.name:<20} "
+                  f"step {r.step}/{r.max_steps}  {best}")
+        return 0
+    if args.action == "resume":
+        return _wait_for_run(store, ws, training.resume_run(store, args.run_id), args.no_wait)
+    try:
+        project_store.get_project(store, args.project)
+    except NotFound:
+        if not args.ljspeech:
+            raise
+        project_store.create_project(store, ws, args.project)
+    opts = _run_options(args)
+    check = training.preflight(store, ws, args.project, args.speaker, opts, args.ljspeech)
+    print(check.summary())
+    if args.check:
+        return EXIT_USER_ERROR if check.problems else 0
+    run = training.start_run(store, ws, args.project, args.speaker, opts, args.ljspeech)
+    return _wait_for_run(store, ws, run, args.no_wait)
+
+
+def cmd_voices_export(args) -> int:
+    from projects import training
+
+    ws, store = _open(args)
+    onnx_path, json_path = training.export_checkpoint(store, ws, args.run_id, args.out,
+                                                      args.checkpoint)
+    print(f"wrote {onnx_path}\nwrote {json_path}")
+    return 0
+
+
 COMMANDS: dict[str, Callable] = {
     "doctor": cmd_doctor, "project": cmd_project, "job": cmd_job,
     "models": cmd_models, "sources": cmd_sources,
+    "narrate": cmd_narrate, "voices": cmd_voices,
+    "dataset": cmd_dataset, "train": cmd_train,
 }

@@ -313,11 +313,17 @@ class _Heartbeat(threading.Thread):
 def _job_logger(ws: Workspace, job_id: int) -> logging.Logger:
     logger = logging.getLogger(f"voice_studio.job.{job_id}")
     logger.setLevel(logging.INFO)
-    if not logger.handlers:
-        handler = logging.FileHandler(ws.job_log(job_id), encoding="utf-8")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
-        logger.addHandler(handler)
+    _close_handlers(logger)  # a logger of the same job id may point at another workspace
+    handler = logging.FileHandler(ws.job_log(job_id), encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
     return logger
+
+
+def _close_handlers(logger: logging.Logger) -> None:
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
 
 
 def wait_for_slot(store: Store, job_id: int, on_wait: Callable[[str], None] | None = None) -> None:
@@ -353,6 +359,7 @@ def run_job(store: Store, ws: Workspace, job_id: int, claimed: bool = False,
         _execute(store, ws, job, logger)
     finally:
         beat.stopped.set()
+        _close_handlers(logger)
     return get_job(store, job_id)
 
 

@@ -135,3 +135,130 @@ def m003_dataset(db: Database) -> None:
     # A rebuild of the same source never duplicates a clip.
     db.execute("CREATE UNIQUE INDEX idx_clips_source_span ON clips(source_id, start_s, end_s) "
                "WHERE source_id IS NOT NULL")
+
+
+@migrations(name="m004_books")
+def m004_books(db: Database) -> None:
+    # Books to narrate, per project; chapters keep their text so edits are saved at once.
+    db.execute("""
+        CREATE TABLE books (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            title TEXT NOT NULL,
+            author TEXT NOT NULL DEFAULT '',
+            language TEXT NOT NULL DEFAULT '',
+            source_format TEXT NOT NULL DEFAULT '',
+            source_path TEXT NOT NULL DEFAULT '',
+            cover_path TEXT,
+            cover_mime TEXT,
+            settings TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""")
+    db.execute("""
+        CREATE TABLE chapters (
+            id INTEGER PRIMARY KEY,
+            book_id INTEGER NOT NULL REFERENCES books(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            text TEXT NOT NULL,
+            included INTEGER NOT NULL DEFAULT 1,
+            voice TEXT,
+            audio_path TEXT,
+            audio_key TEXT,
+            report TEXT NOT NULL DEFAULT '{}',
+            updated_at REAL NOT NULL
+        )""")
+    # Sentences as last planned for narration; cache_key names the audio in the cache.
+    db.execute("""
+        CREATE TABLE sentences (
+            id INTEGER PRIMARY KEY,
+            chapter_id INTEGER NOT NULL REFERENCES chapters(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL,
+            paragraph INTEGER NOT NULL DEFAULT 0,
+            text TEXT NOT NULL,
+            normalized TEXT NOT NULL DEFAULT '',
+            cache_key TEXT NOT NULL DEFAULT '',
+            status TEXT NOT NULL DEFAULT 'new',
+            wer REAL,
+            heard TEXT
+        )""")
+    db.execute("""
+        CREATE TABLE lexicon (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            word TEXT NOT NULL,
+            replacement TEXT NOT NULL,
+            UNIQUE (project_id, word)
+        )""")
+    db.execute("CREATE INDEX idx_books_project ON books(project_id)")
+    db.execute("CREATE INDEX idx_chapters_book ON chapters(book_id, position)")
+    db.execute("CREATE INDEX idx_sentences_chapter ON sentences(chapter_id, position)")
+
+
+@migrations(name="m005_review")
+def m005_review(db: Database) -> None:
+    # Undo log of Review edits: payload holds the rows (or columns) to put back
+    # and the rows and files the edit created.
+    db.execute("""
+        CREATE TABLE edits (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            action TEXT NOT NULL,
+            payload TEXT NOT NULL DEFAULT '{}',
+            created_at REAL NOT NULL
+        )""")
+    # A recording session: a prompt list read by one speaker, resumable.
+    db.execute("""
+        CREATE TABLE prompt_sessions (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            speaker_id INTEGER REFERENCES speakers(id) ON DELETE SET NULL,
+            name TEXT NOT NULL,
+            prompts TEXT NOT NULL DEFAULT '[]',
+            created_at REAL NOT NULL,
+            updated_at REAL NOT NULL
+        )""")
+    # The saved take of each prompt; re-recording replaces it.
+    db.execute("""
+        CREATE TABLE prompt_takes (
+            session_id INTEGER NOT NULL REFERENCES prompt_sessions(id) ON DELETE CASCADE,
+            prompt_index INTEGER NOT NULL,
+            clip_id INTEGER NOT NULL REFERENCES clips(id) ON DELETE CASCADE,
+            created_at REAL NOT NULL,
+            PRIMARY KEY (session_id, prompt_index)
+        )""")
+    db.execute("CREATE INDEX idx_edits_project ON edits(project_id, id)")
+
+
+@migrations(name="m006_training")
+def m006_training(db: Database) -> None:
+    # A training run: its status is its job's; files live in out_dir (config.json,
+    # checkpoints, samples). best_* follow the validation mel loss.
+    db.execute("""
+        CREATE TABLE runs (
+            id INTEGER PRIMARY KEY,
+            project_id INTEGER NOT NULL REFERENCES projects(id) ON DELETE CASCADE,
+            speaker_id INTEGER REFERENCES speakers(id) ON DELETE SET NULL,
+            job_id INTEGER REFERENCES jobs(id) ON DELETE SET NULL,
+            kind TEXT NOT NULL DEFAULT 'vits',
+            name TEXT NOT NULL DEFAULT '',
+            preset TEXT NOT NULL DEFAULT '',
+            base TEXT NOT NULL DEFAULT '{}',
+            config TEXT NOT NULL DEFAULT '{}',
+            out_dir TEXT NOT NULL DEFAULT '',
+            max_steps INTEGER NOT NULL DEFAULT 0,
+            step INTEGER NOT NULL DEFAULT 0,
+            best_step INTEGER,
+            best_val REAL,
+            last_checkpoint TEXT,
+            created_at REAL NOT NULL
+        )""")
+    db.execute("CREATE INDEX idx_runs_project ON runs(project_id, id)")
+
+
+@migrations(name="m007_dataset_stages")
+def m007_dataset_stages(db: Database) -> None:
+    # The settings a source's clips were built with (a hash): a rebuild with the
+    # same settings skips it, a rebuild with new ones replaces its untouched clips.
+    db["sources"].add_column("build_key", str)

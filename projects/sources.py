@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import time
 from pathlib import Path
 
 from engines import audio
@@ -53,6 +54,15 @@ def add_source(store: Store, ws: Workspace, project: Project, path: Path,
         "created_at": now()}).last_pk
     return get_source(store, sid), True
 
+
+
+def add_microphone_take(store: Store, ws: Workspace, project_name: str | int,
+                        path: Path) -> Source:
+    """Keep a browser-microphone recording as a source named after the moment it was added."""
+    project = get_project(store, project_name)
+    stamp = time.strftime("%Y-%m-%d %H-%M-%S")
+    source, _ = add_source(store, ws, project, Path(path), name=f"Microphone {stamp}.wav")
+    return source
 
 def get_source(store: Store, source_id: int) -> Source:
     """A source by id; NotFound otherwise."""

@@ -12,7 +12,8 @@ from projects.errors import BadInput
 from projects.registry import Registry
 from projects.store import Store
 from projects.workspace import Workspace
-from studio import dataset_tab, jobs_panel, models_tab, projects_tab
+from studio import dataset_tab, jobs_panel, models_tab, narrate_tab, projects_tab, review_tab
+from studio import train_tab
 from studio.common import Studio, coming_soon
 
 TITLE = "Voice Studio"
@@ -33,18 +34,11 @@ def build_app(studio: Studio) -> gr.Blocks:
             with gr.Tab("Dataset", id="dataset"):
                 dataset_tab.build(studio, current)
             with gr.Tab("Review", id="review"):
-                coming_soon("Review", ["listen to clips speaker by speaker and fix transcripts",
-                                       "merge, split and name speakers",
-                                       "record prompts with your microphone",
-                                       "export training sets (LJSpeech, VITS, RVC)"])
+                review_tab.build(studio, current)
             with gr.Tab("Train", id="train"):
-                coming_soon("Train", ["train VITS and RVC voices on a reviewed speaker",
-                                      "watch loss curves and listen to samples live",
-                                      "turn a checkpoint into a voice"])
+                train_tab.build(studio, current)
             with gr.Tab("Narrate", id="narrate"):
-                coming_soon("Narrate", ["import epub, txt, md or pdf books",
-                                        "narrate chapters with any voice",
-                                        "export mastered MP3 chapters and an M4B audiobook"])
+                narrate_tab.build(studio, current)
             with gr.Tab("Convert", id="convert"):
                 coming_soon("Convert", ["turn any recording or microphone take into an RVC voice"])
             with gr.Tab("Models", id="models") as models:
