@@ -180,6 +180,15 @@ def _add_narrate_commands(sub) -> None:
     x.add_argument("run_id", type=int)
     x.add_argument("--out", required=True, type=Path, help="folder for the .onnx and .onnx.json")
     x.add_argument("--checkpoint", help="'best' (default), a step number or a file name")
+    r = vs.add_parser("rename", help="give a library voice a new name (its key stays)")
+    r.add_argument("key", help="voice key or name (`launch.py voices list`)")
+    r.add_argument("new_name")
+    d = vs.add_parser("delete", help="remove a library voice and its files")
+    d.add_argument("key", help="voice key or name")
+    d.add_argument("--yes", action="store_true", help="confirm: the voice's files are deleted")
+    z = vs.add_parser("zip", help="write a voice's .onnx + .onnx.json as one zip")
+    z.add_argument("key", help="voice key or name")
+    z.add_argument("--out", required=True, type=Path, help="folder for the zip")
 
 
 def _add_train_commands(sub) -> None:

@@ -251,6 +251,8 @@ def cmd_voices(args) -> int:
         v = voices.import_piper_voice(store, ws, args.onnx, args.config, args.name)
         print(f"Imported voice '{v.name}' ({v.language}, {v.sample_rate} Hz) as '{v.key}'.")
         return 0
+    if args.action in ("rename", "delete", "zip"):
+        return _voice_library_action(store, ws, args)
     for v in voices.list_tts_voices(store, ws):
         print(f"{v.key:<30} {v.name:<30} {v.language:<8} {v.sample_rate} Hz  {v.origin}")
     return 0
@@ -373,6 +375,23 @@ def cmd_train(args) -> int:
         return EXIT_USER_ERROR if check.problems else 0
     run = training.start_run(store, ws, args.project, args.speaker, opts, args.ljspeech)
     return _wait_for_run(store, ws, run, args.no_wait)
+
+
+def _voice_library_action(store, ws, args) -> int:
+    """`voices rename|delete|zip`: manage one library voice."""
+    from projects import voices
+    from projects.errors import BadInput
+
+    if args.action == "rename":
+        v = voices.rename_voice(store, ws, args.key, args.new_name)
+        print(f"Voice '{v.slug}' is now called '{v.name}'.")
+    elif args.action == "delete":
+        if not args.yes:
+            raise BadInput(f"Add --yes to delete voice '{args.key}' and its files.")
+        print(f"Deleted voice '{voices.delete_voice(store, ws, args.key)}'.")
+    else:
+        print(f"wrote {voices.export_voice_zip(store, ws, args.key, args.out)}")
+    return 0
 
 
 def cmd_voices_export(args) -> int:

@@ -25,6 +25,7 @@ from projects.store import Store, now
 from projects.workspace import Workspace, atomic_path, check_display_name, slugify
 
 BUNDLED_VOICE_ID = "piper-en_US-joe-medium"
+BUNDLED_NAME = "Joe (Piper, bundled)"
 #: ``voices.kind`` values this module can narrate with.
 TTS_KINDS = ("piper",)
 #: Inputs every Piper voice model takes.
@@ -73,7 +74,7 @@ def bundled_voice(registry: Registry | None = None) -> TtsVoice:
     """The Piper voice that ships with the install."""
     onnx = Path((registry or Registry()).path(BUNDLED_VOICE_ID))
     cfg = _read_config(Path(f"{onnx}.json"))
-    return TtsVoice(BUNDLED_VOICE_ID, "Joe (Piper, bundled)", cfg.language, cfg.sample_rate,
+    return TtsVoice(BUNDLED_VOICE_ID, BUNDLED_NAME, cfg.language, cfg.sample_rate,
                     onnx, "bundled")
 
 
@@ -162,3 +163,101 @@ def load_synthesizer(voice: TtsVoice) -> OnnxVoice:
                 _loaded.pop(next(iter(_loaded)))
             _loaded[key] = OnnxVoice.load(voice.onnx_path)
         return _loaded[key]
+
+
+# ------------------------------------------------------------------ library management
+#: Column headers of :func:`voice_rows`.
+VOICE_HEADERS = ["Key", "Name", "Language", "Sample rate (Hz)", "Origin", "Size (MB)", "Kind"]
+#: Origin shown for the bundled voice, which the library cannot change.
+BUNDLED_ORIGIN = "bundled (read-only)"
+BYTES_PER_MB = 1024 * 1024
+#: Zip names sort by voice then by time of export.
+ZIP_TIME_FORMAT = "%Y%m%d-%H%M%S"
+
+
+def _size_mb(size_bytes: int) -> float:
+    return round(size_bytes / BYTES_PER_MB, 1)
+
+
+def voice_rows(store: Store, ws: Workspace, registry: Registry | None = None) -> list[list]:
+    """Every voice in the library as table rows (``VOICE_HEADERS``), the bundled one first."""
+    rows = []
+    try:
+        b = bundled_voice(registry)
+        rows.append([b.key, b.name, b.language, b.sample_rate, BUNDLED_ORIGIN,
+                     _size_mb(b.onnx_path.stat().st_size), "piper"])
+    except (BadInput, ModelMissing, NotFound, OSError):
+        pass  # a broken install still lists the user's own voices
+    for r in store.all("SELECT * FROM voices ORDER BY name"):
+        v = from_row(Voice, r)
+        rows.append([v.slug, v.name, v.language, v.sample_rate or "", v.origin or "imported",
+                     _size_mb(v.size_bytes or 0), v.kind])
+    return rows
+
+
+def _library_record(store: Store, key: str | None) -> Voice:
+    """The ``voices`` row for a key or name; BadInput for the bundled voice."""
+    if not key:
+        raise BadInput("Pick a voice first.")
+    if key == BUNDLED_VOICE_ID or key.startswith(BUNDLED_NAME):
+        raise BadInput("The bundled voice is read-only: it cannot be renamed or deleted.")
+    row = store.one("SELECT * FROM voices WHERE slug = ? OR name = ?", [key, key])
+    if row is None:
+        raise NotFound(f"No voice '{key}' in the library.")
+    return from_row(Voice, row)
+
+
+def rename_voice(store: Store, ws: Workspace, key: str, new_name: str) -> Voice:
+    """Give a library voice a new display name.
+
+    Its key and folder stay, so narration settings that name the key keep working.
+    """
+    voice = _library_record(store, key)
+    display = check_display_name(new_name, "Voice name")
+    clash = store.one("SELECT 1 FROM voices WHERE name = ? AND id != ?", [display, voice.id])
+    if clash or slugify(display) == BUNDLED_VOICE_ID:
+        raise Conflict(f"A voice called '{display}' is already in the library.")
+    store.db.execute("UPDATE voices SET name = ? WHERE id = ?", [display, voice.id])
+    return from_row(Voice, store.one("SELECT * FROM voices WHERE id = ?", [voice.id]))
+
+
+def delete_voice(store: Store, ws: Workspace, key: str) -> str:
+    """Remove a library voice: its row and its folder. Returns the name it had."""
+    voice = _library_record(store, key)
+    folder = ws.resolve(voice.path).parent
+    voices_root = ws.voices_dir().resolve()
+    store.db.execute("DELETE FROM voices WHERE id = ?", [voice.id])
+    # Only ever remove a folder of our own inside the voices dir, whatever the row says.
+    if folder.resolve().parent == voices_root and folder.is_dir():
+        shutil.rmtree(folder, ignore_errors=True)
+    _forget_loaded(ws.resolve(voice.path))
+    return voice.name
+
+
+def _forget_loaded(onnx_path: Path) -> None:
+    with _load_lock:
+        for k in [k for k in _loaded if k[0] == str(onnx_path)]:
+            _loaded.pop(k)
+
+
+def export_voice_zip(store: Store, ws: Workspace, key: str, out_dir: Path | str,
+                     registry: Registry | None = None) -> Path:
+    """Write ``<key>_<time>.zip`` holding the voice's ``.onnx`` and ``.onnx.json``."""
+    import time
+    import zipfile
+
+    voice = get_voice(store, ws, key, registry)
+    onnx_path, json_path = voice.onnx_path, Path(f"{voice.onnx_path}.json")
+    for f in (onnx_path, json_path):
+        if not f.is_file():
+            raise BadInput(f"The files of voice '{voice.name}' are missing ({f.name}).")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = slugify(voice.key) or "voice"
+    target = out_dir / f"{stem}_{time.strftime(ZIP_TIME_FORMAT)}.zip"
+    with atomic_path(target) as tmp:
+        # ONNX weights barely compress; storing keeps a 60 MB export quick.
+        with zipfile.ZipFile(tmp, "w", zipfile.ZIP_STORED) as zf:
+            zf.write(onnx_path, f"{stem}.onnx")
+            zf.write(json_path, f"{stem}.onnx.json")
+    return target

@@ -17,6 +17,7 @@ from projects import synthesis, training, voices
 from projects.errors import BadInput
 from projects.projects import get_project
 from studio.common import Studio, duration, esc, ui_errors
+from studio import voices_panel
 
 log = logging.getLogger("voice_studio.ui.train")
 REFRESH_S = 3.0
@@ -414,3 +415,4 @@ def build(studio: Studio, current: gr.Dropdown) -> None:
     tab = _TrainTab(studio, current)
     tab.layout()
     tab.wire()
+    voices_panel.build(studio)
