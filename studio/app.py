@@ -35,8 +35,8 @@ def build_app(studio: Studio) -> gr.Blocks:
                 dataset_tab.build(studio, current)
             with gr.Tab("Review", id="review"):
                 review_tab.build(studio, current)
-            with gr.Tab("Train", id="train"):
-                train_tab.build(studio, current)
+            with gr.Tab("Train", id="train") as train:
+                train_tab.build(studio, current, train)
             with gr.Tab("Narrate", id="narrate"):
                 narrate_tab.build(studio, current)
             with gr.Tab("Convert", id="convert"):

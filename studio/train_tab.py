@@ -410,9 +410,18 @@ def _watch_key(studio: Studio, run_id, x_axis, smoothing) -> str | None:
             f"{x_axis}:{smoothing}")
 
 
-def build(studio: Studio, current: gr.Dropdown) -> None:
-    """Render the Train tab inside the current gr.Tab."""
+def build(studio: Studio, current: gr.Dropdown, tab_el: gr.Tab | None = None) -> None:
+    """Render the Train tab inside the current gr.Tab; opening the tab opens the newest run."""
     tab = _TrainTab(studio, current)
     tab.layout()
     tab.wire()
+    if tab_el is not None:
+        def open_newest(project, picked):
+            runs = run_choices(studio, project)
+            ids = [r[1] for r in runs]
+            value = picked if picked in ids else (ids[0] if ids else None)
+            return gr.Dropdown(choices=runs, value=value)
+
+        tab_el.select(ui_errors(open_newest), [current, tab.run_pick], [tab.run_pick],
+                      api_visibility="private")
     voices_panel.build(studio)
