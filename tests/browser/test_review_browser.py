@@ -75,6 +75,10 @@ def test_proofread_with_the_keyboard(studio, page):
     page.keyboard.press("Enter")
     expect(box).not_to_be_focused()
     wait_for(lambda: review.get_clip(store, clips[2]).text == "The children played outside.")
+    expect(page.locator("#proof-clips")).to_contain_text("The children played outside.",
+                                                         timeout=UI_TIMEOUT_MS)
+    page.wait_for_timeout(1000)  # let the save's UI update land before the next key
+    page.locator("body").click(position={"x": 5, "y": 5})
     page.keyboard.press("b")  # back to clip 2: keys work again once the box is left
     expect(info).to_contain_text("Clip 2 of 3", timeout=UI_TIMEOUT_MS)
     assert [review.get_clip(store, c).review for c in clips] == [
