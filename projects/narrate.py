@@ -27,6 +27,7 @@ import soundfile as sf
 
 from engines import encode, mastering
 from engines.text import normalize
+from engines.text.scoring import word_edit_distance
 from projects import books as book_store
 from projects.books import BookRecord, ChapterRecord
 from projects.errors import BadInput, StudioError
@@ -245,13 +246,8 @@ def words_of(text: str) -> list[str]:
 
 def word_errors(reference: str, hypothesis: str) -> tuple[int, int]:
     """(word-level edit distance, reference word count)."""
-    ref, hyp = words_of(reference), words_of(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1], len(ref)
+    ref = words_of(reference)
+    return word_edit_distance(ref, words_of(hypothesis)), len(ref)
 
 
 def word_error_rate(reference: str, hypothesis: str) -> float:

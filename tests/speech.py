@@ -28,6 +28,8 @@ from dataclasses import dataclass
 import numpy as np
 import soxr
 
+from engines.text.scoring import word_edit_distance
+
 #: Sample rate of everything this module returns, in Hz.
 RATE = 16000
 #: Peak level speech is normalised to (full scale = 1.0).
@@ -235,9 +237,4 @@ def wer(reference: str, hypothesis: str) -> float:
     ref, hyp = words_of(reference), words_of(hypothesis)
     if not ref:
         return float(bool(hyp))
-    row = list(range(len(hyp) + 1))
-    for i, r in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, h in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (r != h))
-    return row[-1] / len(ref)
+    return word_edit_distance(ref, hyp) / len(ref)

@@ -14,6 +14,7 @@ import soxr
 from engines.errors import BadInput, Cancelled, ModelMissing
 from engines.onnx_voice import OnnxVoice, VoiceConfig, join_with_silence
 from engines.text import normalize
+from engines.text.scoring import word_edit_distance
 
 # Everyday narration; numbers included so the front-end's normalization is heard.
 PARAGRAPH = (
@@ -37,13 +38,8 @@ def _words(text: str) -> list[str]:
 
 def word_error_rate(reference: str, hypothesis: str) -> float:
     """Word-level edit distance divided by the reference length."""
-    ref, hyp = _words(reference), _words(hypothesis)
-    row = list(range(len(hyp) + 1))
-    for i, ref_word in enumerate(ref, 1):
-        prev, row[0] = row[0], i
-        for j, hyp_word in enumerate(hyp, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (ref_word != hyp_word))
-    return row[-1] / max(1, len(ref))
+    ref = _words(reference)
+    return word_edit_distance(ref, _words(hypothesis)) / max(1, len(ref))
 
 
 def test_word_error_rate_counts_edits():
