@@ -207,6 +207,8 @@ def _add_train_commands(sub) -> None:
     v.add_argument("--learning-rate", type=float)
     v.add_argument("--checkpoint-every", type=int)
     v.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    v.add_argument("--gpus", help="train on several GPUs at once with DDP, e.g. 0,1 "
+                   "(one process per GPU; --batch-size is per GPU)")
     v.add_argument("--all-clips", action="store_true",
                    help="use every clip with text, not only accepted ones")
     v.add_argument("--check", action="store_true", help="only run the pre-flight check")

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from projects import jobs
-from projects.errors import BadInput, Conflict, NoGPU, NotFound
+from projects.errors import BadInput, Conflict, NoGPU, NotFound, StudioError
 from projects.projects import get_project
 from projects.records import Project, from_row
 from projects.store import Store, dumps, now
@@ -49,9 +49,13 @@ GPU_GB_PER_ITEM = {"tiny": 0.05, "medium": 0.9, "mb-istft": 0.7, "high": 1.3}
 GPU_BYTES_PER_PARAM = 16
 #: Headroom kept free on the GPU for the CUDA context and fragmentation, in GB.
 GPU_RESERVE_GB = 1.0
+#: Device choice meaning several GPUs at once ("gpus:0,1"), as listed by list_devices.
+GPUS_PREFIX = "gpus:"
 #: Loss curves the Train tab plots by default.
 LOSS_METRICS = ("loss/gen", "loss/disc", "loss/mel", "loss/dur", "loss/kl", "val/mel")
 PROGRESS_METRIC = "loss/mel"
+#: Cached spectrograms inside a run folder.
+CACHE_DIR = "cache"
 
 
 @dataclass(frozen=True)
@@ -109,6 +113,10 @@ class RunOptions:
     """Fine-tune from this earlier run's best (or latest) checkpoint."""
     seed: int = 1234
     """Seed of weights, data order and noise."""
+    gpus: str = ""
+    """Several GPUs training together with DDP, one process each, e.g. "0,1" (batch_size
+    is then per GPU); "cpu:N" runs N CPU processes (slow; it checks the multi-GPU path
+    on machines without GPUs); empty: one process on ``device``."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dict."""
@@ -299,20 +307,45 @@ def check_device(opts: RunOptions, preset_name: str, n_params: int) -> list[str]
     """Problems with the chosen device: no GPU, or too little free memory for the batch."""
     import torch
 
+    if opts.gpus:
+        return _check_gpus(opts, preset_name, n_params)
     want_gpu = opts.device.startswith("cuda") or (opts.device == "auto" and torch.cuda.is_available())
     if not want_gpu:
         return [] if opts.precision == "fp32" else [f"{opts.precision} training needs a GPU."]
     if not torch.cuda.is_available():
         return ["No GPU is available on this machine; choose the CPU (slow) instead."]
     index = int(opts.device.split(":")[1]) if ":" in opts.device else 0
+    return _check_gpu_memory(index, opts, preset_name, n_params)
+
+
+def _check_gpu_memory(index: int, opts: RunOptions, preset_name: str, n_params: int) -> list[str]:
+    import torch
+
     free, _total = torch.cuda.mem_get_info(index)
     need = estimate_gpu_gb(preset_name, n_params, opts.batch_size)
     if need > free / 1e9:
         fits = max(1, int((free / 1e9 - need + GPU_GB_PER_ITEM.get(preset_name, 0.9)
                            * opts.batch_size) / GPU_GB_PER_ITEM.get(preset_name, 0.9)))
-        return [f"Batch size {opts.batch_size} needs about {need:.1f} GB of GPU memory but only "
-                f"{free / 1e9:.1f} GB are free; try batch size {min(fits, opts.batch_size - 1)}."]
+        return [f"Batch size {opts.batch_size} needs about {need:.1f} GB of GPU {index}'s memory "
+                f"but only {free / 1e9:.1f} GB are free; try batch size "
+                f"{min(fits, opts.batch_size - 1)}."]
     return []
+
+
+def _check_gpus(opts: RunOptions, preset_name: str, n_params: int) -> list[str]:
+    """Several processes: the GPUs exist and each has room for its batch."""
+    from engines.vits.distributed import check_gpus, parse_gpus
+
+    try:
+        gpus, processes = parse_gpus(opts.gpus)
+        check_gpus(gpus)
+    except StudioError as err:
+        return [str(err)]
+    if gpus is None:
+        return [] if opts.precision == "fp32" else [f"{opts.precision} training needs a GPU."]
+    if processes < 2:
+        return ["Multi-GPU training needs at least two GPUs; pick the single GPU as the device."]
+    return [p for g in gpus for p in _check_gpu_memory(g, opts, preset_name, n_params)]
 
 
 def list_devices() -> list[tuple[str, str]]:
@@ -323,8 +356,21 @@ def list_devices() -> list[tuple[str, str]]:
     for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         props = torch.cuda.get_device_properties(i)
         devices.append((f"GPU {i}: {props.name} ({props.total_memory / 1e9:.0f} GB)", f"cuda:{i}"))
+    if len(devices) > 1:
+        ids = ",".join(str(i) for i in range(len(devices)))
+        devices.append((f"All {len(devices)} GPUs together (DDP, batch size per GPU)",
+                        f"{GPUS_PREFIX}{ids}"))
     devices.append(("CPU (very slow: for tests and tiny runs only)", "cpu"))
     return devices
+
+
+def apply_device_choice(opts: RunOptions, choice: str) -> RunOptions:
+    """Set ``device`` or, for a several-GPU choice from :func:`list_devices`, ``gpus``."""
+    if choice.startswith(GPUS_PREFIX):
+        opts.device, opts.gpus = "cuda", choice[len(GPUS_PREFIX):]
+    else:
+        opts.device, opts.gpus = choice, ""
+    return opts
 
 
 # --------------------------------------------------------------------------- bases
@@ -704,18 +750,51 @@ def _run_training_job(ctx: jobs.JobContext) -> dict:
     job = _TrainingJob(ctx)
     train_cfg = vits_train.TrainConfig.from_dict(job.cfg["train"])
     items = job.items()
-    state = job.state(train_cfg)
-    ctx.log.info("training run #%s from step %s to %s on %s", job.run.id, state.step,
-                 train_cfg.max_steps, state.device)
-    state = vits_train.run(train_cfg, items, job.folder, progress=ctx.progress,
-                           should_cancel=ctx.should_cancel, on_metrics=job.on_metrics,
-                           on_checkpoint=job.on_checkpoint, state=state,
-                           cache_dir=job.folder / "cache")
+    gpus = RunOptions.from_dict(job.cfg["options"]).gpus
+    if gpus:
+        step = _train_distributed(job, train_cfg, items, gpus)
+    else:
+        state = job.state(train_cfg)
+        ctx.log.info("training run #%s from step %s to %s on %s", job.run.id, state.step,
+                     train_cfg.max_steps, state.device)
+        step = vits_train.run(train_cfg, items, job.folder, progress=ctx.progress,
+                              should_cancel=ctx.should_cancel, on_metrics=job.on_metrics,
+                              on_checkpoint=job.on_checkpoint, state=state,
+                              cache_dir=job.folder / CACHE_DIR).step
     run = get_run(ctx.store, job.run.id)
     best = f"; best validation mel {run.best_val:.3f} at step {run.best_step}" if run.best_val else ""
-    return {"summary": f"Trained to step {state.step}{best}", "step": state.step,
+    return {"summary": f"Trained to step {step}{best}", "step": step,
             "best_step": run.best_step, "best_val": run.best_val,
             "resumed_from": ctx.state.get("resumed_from")}
+
+
+def _train_distributed(job: _TrainingJob, train_cfg, items: list, gpus: str) -> int:
+    """Several processes (torchrun, DDP); this job process only starts and follows them."""
+    from dataclasses import replace
+
+    from engines.vits import distributed
+    from engines.vits.config import VitsConfig
+
+    gpu_ids, processes = distributed.parse_gpus(gpus)
+    distributed.check_gpus(gpu_ids)
+    start = latest_checkpoint(job.folder)
+    if start is None:  # the ranks all load one start state: build it once, on the CPU
+        state = job.state(replace(train_cfg, device="cpu"))
+        start = state.save_checkpoint(job.folder / distributed.INIT_NAME)
+    else:
+        job.ctx.log.info("resuming from %s", start.name)
+        job.ctx.save_state(resumed_from=_step_of(start))
+    job.ctx.progress(0.0, "Preparing features for the training processes")
+    distributed.prepare_features(train_cfg, VitsConfig.from_dict(job.cfg["vits"]), items,
+                                 job.folder / CACHE_DIR)
+    spec = distributed.DistSpec(
+        start=str(start), out_dir=str(job.folder), cache_dir=str(job.folder / CACHE_DIR),
+        items=[{"audio": str(i.audio), "ids": list(i.ids), "speaker": i.speaker} for i in items],
+        backend="gloo" if gpu_ids is None else "nccl", gpus=gpu_ids, processes=processes)
+    job.ctx.log.info("training run #%s with %s processes (%s)", job.run.id, processes, gpus)
+    return distributed.DistributedRun(spec).run(
+        progress=job.ctx.progress, should_cancel=job.ctx.should_cancel,
+        on_metrics=job.on_metrics, on_checkpoint=job.on_checkpoint)
 
 
 jobs.register(jobs.JobKind(JOB_KIND, _run_training_job, "Train VITS", heavy=True, resumable=True))

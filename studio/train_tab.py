@@ -251,13 +251,13 @@ class _TrainTab:
 
     def _options(self, preset, start_from, base_voice, base_run, steps, batch, lr, ckpt, val,
                  device, all_clips) -> training.RunOptions:
-        return training.RunOptions(
+        opts = training.RunOptions(
             preset=preset, max_steps=int(steps or 1), batch_size=int(batch or 1),
             learning_rate=float(lr), checkpoint_every=int(ckpt or 1), val_items=int(val or 0),
-            log_every=max(1, min(10, int(ckpt or 1) // 4)), device=device or "cpu",
-            all_clips=bool(all_clips),
+            log_every=max(1, min(10, int(ckpt or 1) // 4)), all_clips=bool(all_clips),
             base_voice=base_voice if start_from == START_CHOICES[1] else None,
             base_run=int(base_run) if start_from == START_CHOICES[2] and base_run else None)
+        return training.apply_device_choice(opts, device or "cpu")
 
     def _wire_start(self) -> None:
         s = self.studio
@@ -390,6 +390,9 @@ def _need(project: str | None) -> str:
 
 
 def _device_note(device: str | None) -> str:
+    if device and device.startswith(training.GPUS_PREFIX):
+        return ("Each GPU trains on its own batch of the chosen size, in its own process; "
+                "the progress and plots follow the first GPU.")
     if device and device.startswith("cuda"):
         return ""
     return ("⚠ **Training on the CPU is very slow** (hours per thousand steps for medium "

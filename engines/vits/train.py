@@ -1,4 +1,9 @@
-"""VITS training in one process (CPU or one GPU): dataset, step, checkpoints, run loop.
+"""VITS training: dataset, step, checkpoints, run loop.
+
+One GPU or the CPU trains in a single process without ``torch.distributed``.
+Several GPUs run this same loop in one process each (``distributed.py`` starts
+them with torchrun); the only differences are the DDP wrappers the step runs
+through, each rank's share of a batch, and that rank 0 alone validates and writes.
 
 The whole run lives in a :class:`RunState` (models, optimizers, schedulers,
 step, epoch, data-order position, RNG state). ``save_checkpoint`` writes all of
@@ -12,6 +17,7 @@ import math
 import os
 import shutil
 import time
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -247,6 +253,14 @@ class RunState:
     batch_pos: int = 0
     best_val: float = math.inf
     extra: dict[str, Any] = field(default_factory=dict)
+    rank: int = 0
+    """This process's rank in a multi-GPU run (0 when training alone)."""
+    world: int = 1
+    """Processes training together (1 when training alone)."""
+    gen_ddp: Any = None
+    """The generator wrapped in DistributedDataParallel (multi-GPU runs only)."""
+    disc_ddp: Any = None
+    """The discriminator wrapped in DistributedDataParallel (multi-GPU runs only)."""
 
     @classmethod
     def create(cls, train_cfg: TrainConfig, config: VitsConfig | None = None,
@@ -276,16 +290,43 @@ class RunState:
         scaler = torch.amp.GradScaler(device.type, enabled=train_cfg.precision == "fp16")
         return cls(config, train_cfg, gen, disc, opt_g, opt_d, sched_g, sched_d, scaler, device)
 
+    # -- several processes --------------------------------------------------------------------
+    def wrap_ddp(self, device_ids: list[int] | None = None) -> None:
+        """Train through DistributedDataParallel wrappers (the process group must be up)."""
+        import torch.distributed as dist
+        from torch.nn.parallel import DistributedDataParallel
+
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.gen_ddp = DistributedDataParallel(self.gen, device_ids=device_ids)
+        self.disc_ddp = DistributedDataParallel(self.disc, device_ids=device_ids)
+
+    @property
+    def gen_train(self) -> torch.nn.Module:
+        """The generator as the training step calls it (DDP-wrapped when distributed)."""
+        return self.gen if self.gen_ddp is None else self.gen_ddp
+
+    @property
+    def disc_train(self) -> torch.nn.Module:
+        """The discriminator as the training step calls it (DDP-wrapped when distributed)."""
+        return self.disc if self.disc_ddp is None else self.disc_ddp
+
     # -- data order -------------------------------------------------------------------------
     def next_batch(self, dataset: VitsDataset) -> Batch:
-        """The next batch in this run's deterministic order (a fresh permutation per epoch)."""
-        bs = self.train_cfg.batch_size
-        if self.batch_pos * bs >= len(dataset):
+        """The next batch in this run's deterministic order (a fresh permutation per epoch).
+
+        With several processes each rank takes its own ``batch_size`` slice of the same
+        permutation; their slices wrap around at the end of an epoch so every rank
+        always has a full batch (DDP needs every rank to step).
+        """
+        bs, n = self.train_cfg.batch_size, len(dataset)
+        if self.batch_pos * bs * self.world >= n:
             # Roll over lazily, so the schedulers step after the epoch's last optimiser step.
             self._end_epoch()
-        order = torch.randperm(len(dataset), generator=torch.Generator().manual_seed(
+        order = torch.randperm(n, generator=torch.Generator().manual_seed(
             self.train_cfg.seed + self.epoch)).tolist()
-        indices = order[self.batch_pos * bs:(self.batch_pos + 1) * bs]
+        start = (self.batch_pos * self.world + self.rank) * bs
+        stop = start + bs if self.world > 1 else min(start + bs, n)
+        indices = [order[i % n] for i in range(start, stop)]
         self.batch_pos += 1
         return collate([dataset[i] for i in indices], self.config.segment_frames,
                        self.config.audio.hop_length).to(self.device)
@@ -293,13 +334,24 @@ class RunState:
     def _end_epoch(self) -> None:
         self.epoch += 1
         self.batch_pos = 0
-        self.sched_g.step()
-        self.sched_d.step()
+        with warnings.catch_warnings():
+            # A run resumed at an epoch's end steps its (restored) schedulers before this
+            # process's first optimiser step; torch's warning about it does not apply.
+            warnings.filterwarnings("ignore", message="Detected call of `lr_scheduler.step")
+            self.sched_g.step()
+            self.sched_d.step()
 
     # -- checkpoints ------------------------------------------------------------------------
     def save_checkpoint(self, path: str | Path) -> Path:
-        """Write the complete run state atomically."""
+        """Write the complete run state atomically.
+
+        In a multi-GPU run every rank must call this (they pool their RNG states, so a
+        resume restores each rank's own); rank 0 alone writes.
+        """
         path = Path(path)
+        rng_ranks = _gather_rng() if self.world > 1 else None
+        if self.rank != 0:
+            return path
         path.parent.mkdir(parents=True, exist_ok=True)
         data = {
             "version": CHECKPOINT_VERSION, "vits_config": self.config.to_dict(),
@@ -309,6 +361,7 @@ class RunState:
             "sched_d": self.sched_d.state_dict(), "scaler": self.scaler.state_dict(),
             "step": self.step, "epoch": self.epoch, "batch_pos": self.batch_pos,
             "best_val": self.best_val, "extra": self.extra, "rng": _rng_state(),
+            "rng_ranks": rng_ranks,
         }
         tmp = path.with_name(path.name + ".tmp")
         torch.save(data, tmp)
@@ -316,8 +369,13 @@ class RunState:
         return path
 
     @classmethod
-    def load_checkpoint(cls, path: str | Path, device: str | None = None) -> "RunState":
-        """Rebuild a run from :meth:`save_checkpoint` output, RNG state included."""
+    def load_checkpoint(cls, path: str | Path, device: str | None = None,
+                        rank: int = 0) -> "RunState":
+        """Rebuild a run from :meth:`save_checkpoint` output, RNG state included.
+
+        ``rank`` picks that rank's RNG state from a multi-GPU checkpoint; a rank the
+        checkpoint has no state for draws its own noise from ``seed + rank``.
+        """
         try:
             data = torch.load(Path(path), map_location="cpu", weights_only=False)
         except (OSError, RuntimeError) as err:
@@ -335,7 +393,10 @@ class RunState:
             getattr(state, name).load_state_dict(data[name])
         state.step, state.epoch, state.batch_pos = data["step"], data["epoch"], data["batch_pos"]
         state.best_val, state.extra = data["best_val"], data.get("extra", {})
-        _set_rng_state(data["rng"])
+        ranks = data.get("rng_ranks") or []
+        _set_rng_state(ranks[rank] if rank < len(ranks) else data["rng"])
+        if rank and rank >= len(ranks):
+            torch.manual_seed(train_cfg.seed + rank)
         return state
 
 
@@ -362,6 +423,15 @@ def _rng_state() -> dict[str, Any]:
     if torch.cuda.is_available():
         state["cuda"] = torch.cuda.get_rng_state_all()
     return state
+
+
+def _gather_rng() -> list[dict[str, Any]]:
+    """Every rank's RNG state, in rank order (a collective call)."""
+    import torch.distributed as dist
+
+    states: list[Any] = [None] * dist.get_world_size()
+    dist.all_gather_object(states, _rng_state())
+    return states
 
 
 def _set_rng_state(state: dict[str, Any]) -> None:
@@ -397,7 +467,7 @@ def _generator_losses(state: RunState, out, batch: Batch, y, y_hat) -> dict[str,
     seg = cfg.segment_frames
     mel = spec_to_mel(batch.spec, cfg.audio)
     y_mel = commons.slice_segments(mel, out.slice_starts, seg)
-    _, fake_s, real_f, fake_f = state.disc(y, y_hat)
+    _, fake_s, real_f, fake_f = state.disc_train(y, y_hat)
     losses = {
         "loss/gen": generator_loss(fake_s),
         "loss/fm": feature_loss(real_f, fake_f),
@@ -421,10 +491,11 @@ def train_step(state: RunState, batch: Batch) -> dict[str, float]:
     state.disc.train()
     hop, seg = state.config.audio.hop_length, state.config.segment_frames
     with _autocast(state):
-        out = state.gen(batch.ids, batch.id_lengths, batch.spec, batch.spec_lengths, batch.sid)
+        out = state.gen_train(batch.ids, batch.id_lengths, batch.spec, batch.spec_lengths,
+                              batch.sid)
         y_hat = out.audio
         y = commons.slice_segments(batch.wav, out.slice_starts * hop, seg * hop)
-        real_s, fake_s, _, _ = state.disc(y, y_hat.detach())
+        real_s, fake_s, _, _ = state.disc_train(y, y_hat.detach())
         loss_disc = discriminator_loss(real_s, fake_s)
     metrics = {"loss/disc": float(loss_disc.detach())}
     norm_d = _optimise(state, loss_disc, state.disc, state.opt_d) if math.isfinite(metrics["loss/disc"]) else None
@@ -492,6 +563,9 @@ def _keep_last(out_dir: Path, keep: int) -> None:
 
 def _checkpoint(state: RunState, out_dir: Path, val_set: VitsDataset | None,
                 val_items: list[TrainItem], on_checkpoint: CheckpointFn | None) -> dict[str, Any]:
+    if state.rank != 0:  # other ranks only lend their RNG state to rank 0's checkpoint
+        state.save_checkpoint(out_dir / f"ckpt_{state.step:08d}.pt")
+        return {}
     val = validation_mel_loss(state, val_set) if val_set is not None else math.nan
     is_best = math.isfinite(val) and val < state.best_val
     if is_best:
@@ -529,7 +603,9 @@ def run(train_cfg: TrainConfig, data: Sequence[TrainItem], out_dir: str | Path,
             check_cancel(should_cancel)
         metrics = train_step(state, state.next_batch(train_set))
         if on_metrics and (state.step % train_cfg.log_every == 0 or metrics["train/skipped"]):
-            metrics["speed/steps_per_s"] = (state.step - start_step) / (time.perf_counter() - started)
+            steps_per_s = (state.step - start_step) / (time.perf_counter() - started)
+            metrics["speed/steps_per_s"] = steps_per_s
+            metrics["speed/clips_per_s"] = steps_per_s * train_cfg.batch_size * state.world
             on_metrics(state.step, metrics)
         if state.step % train_cfg.checkpoint_every == 0 or state.step == train_cfg.max_steps:
             _checkpoint(state, out_dir, val_set, val_items, on_checkpoint)
