@@ -770,8 +770,6 @@ def _run_training_job(ctx: jobs.JobContext) -> dict:
 
 def _train_distributed(job: _TrainingJob, train_cfg, items: list, gpus: str) -> int:
     """Several processes (torchrun, DDP); this job process only starts and follows them."""
-    from dataclasses import replace
-
     from engines.vits import distributed
     from engines.vits.config import VitsConfig
 
@@ -779,8 +777,8 @@ def _train_distributed(job: _TrainingJob, train_cfg, items: list, gpus: str) -> 
     distributed.check_gpus(gpu_ids)
     start = latest_checkpoint(job.folder)
     if start is None:  # the ranks all load one start state: build it once, on the CPU
-        state = job.state(replace(train_cfg, device="cpu"))
-        start = state.save_checkpoint(job.folder / distributed.INIT_NAME)
+        state = job.state(distributed.build_config(train_cfg))
+        start = distributed.save_start(state, train_cfg, job.folder)
     else:
         job.ctx.log.info("resuming from %s", start.name)
         job.ctx.save_state(resumed_from=_step_of(start))

@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import warnings
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -112,6 +112,18 @@ def check_gpus(gpus: list[int] | None) -> None:
     if missing:
         raise NoGPU(f"No GPU {missing[0]} on this machine: it has {count} GPU(s), "
                     f"numbered 0 to {count - 1}.")
+
+
+def build_config(train_cfg):
+    """The run's TrainConfig for building its start state in the parent: CPU and fp32
+    (the parent may have no GPU to spare; :func:`save_start` restores the real ones)."""
+    return replace(train_cfg, device="cpu", precision="fp32")
+
+
+def save_start(state, train_cfg, folder: str | Path) -> Path:
+    """Save a fresh state built with :func:`build_config` as the ranks' start checkpoint."""
+    state.train_cfg = train_cfg
+    return state.save_checkpoint(Path(folder) / INIT_NAME)
 
 
 def prepare_features(train_cfg, config, items: Sequence, cache_dir: str | Path) -> None:

@@ -389,8 +389,10 @@ class RunState:
         gen.load_state_dict(data["gen"])
         state = cls._assemble(config, train_cfg, gen.to(dev), dev)
         state.disc.load_state_dict(data["disc"])
-        for name in ("opt_g", "opt_d", "sched_g", "sched_d", "scaler"):
+        for name in ("opt_g", "opt_d", "sched_g", "sched_d"):
             getattr(state, name).load_state_dict(data[name])
+        if data["scaler"]:  # empty when saved by an fp32 (disabled) scaler: keep the fresh one
+            state.scaler.load_state_dict(data["scaler"])
         state.step, state.epoch, state.batch_pos = data["step"], data["epoch"], data["batch_pos"]
         state.best_val, state.extra = data["best_val"], data.get("extra", {})
         ranks = data.get("rng_ranks") or []
