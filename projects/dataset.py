@@ -5,7 +5,8 @@ through these stages:
 
 1. **analyse** each source (streaming decode: duration, loudness, peak, clipping);
 2. **separate** voice from background (optional; skipped with a notice when the
-   model is not installed);
+   model is not installed): the voice goes to ``sources/separated/`` and the
+   later stages read it instead of the recording (same length, so times match);
 3. **speech**, per source in windows of a few minutes cut in silence found by
    the VAD, so memory stays bounded whatever the file's length: VAD, Whisper
    with word times, clips cut between words, per-clip quality and pitch, clip
@@ -42,7 +43,7 @@ from typing import Iterator
 
 import numpy as np
 
-from engines import asr, audio, cluster, pitch, quality, segment, speaker, vad
+from engines import asr, audio, cluster, pitch, quality, segment, separate, speaker, vad
 from projects import sources as source_store
 from projects.errors import BadInput, Conflict, ModelMissing, NoGPU, StudioError
 from projects.jobs import JobContext, JobKind, register, submit
@@ -65,6 +66,12 @@ WINDOW_CUT_SILENCE_S = 0.4
 EMBED_BATCH_CLIPS = 48
 #: Registry id of the voice/background separation model.
 SEPARATION_MODEL = "uvr-mdx-net-voc-ft"
+#: Folder (under the project's sources/) holding separated voices.
+SEPARATED_SUBDIR = "separated"
+#: Share of a source's progress given to analysis, and to separation when it runs
+#: (it is the dearest stage on CPU); the speech stage has the rest.
+ANALYSE_SHARE = 0.05
+SEPARATE_SHARE = 0.5
 #: Share of the job's progress bar given to the per-source work (the rest: embed, cluster).
 SOURCES_SHARE = 0.88
 EMBED_SHARE = 0.10
@@ -309,6 +316,7 @@ class _Run:
         self.notices: list[str] = list(ctx.state.get("notices", []))
         self.language = self.config.language.strip() or None
         self._transcriber: asr.Transcriber | None = None
+        self._separator: separate.MdxSeparator | None = None
         self._stage_started = time.monotonic()
         self.audio_seconds = float(ctx.state.get("audio_seconds", 0.0))
 
@@ -319,6 +327,23 @@ class _Run:
             with self.timed("load_models"):
                 self._transcriber = asr.make_transcriber(asr_config(self.config))
         return self._transcriber
+
+    @property
+    def separator(self) -> separate.MdxSeparator | None:
+        """The separation model, loaded on first use; None (with a notice) when not installed."""
+        if self._separator is None:
+            registry = Registry()
+            if not registry.is_installed(SEPARATION_MODEL):
+                self.notice(f"Voice separation skipped: the model '{SEPARATION_MODEL}' is not "
+                            "installed (Models tab or `launch.py models download "
+                            f"{SEPARATION_MODEL}`). Clips were cut from the original audio.")
+                return None
+            entry = registry.get(SEPARATION_MODEL)
+            with self.timed("load_models"):
+                self._separator = separate.MdxSeparator(
+                    registry.path(SEPARATION_MODEL) / entry.files[0].name,
+                    separate.MdxParams.from_dict(entry.params), self.config.device)
+        return self._separator
 
     def timed(self, name: str) -> "_Timer":
         """Context manager adding wall time to stage ``name``."""
@@ -431,13 +456,13 @@ def _build_source(run: _Run, source: Source, index: int, units: int) -> None:
     if source.status in (BUILT, NO_SPEECH) and built_key == key:
         return  # built earlier with the same settings
     base, share = SOURCES_SHARE * index / units, SOURCES_SHARE / units
-    source = _analyse_stage(run, source, base, share * 0.05)
+    source = _analyse_stage(run, source, base, share * ANALYSE_SHARE)
     if source.status == FAILED:
         return
-    if run.config.separate:
-        _separation_notice(run)
+    base, share = base + share * ANALYSE_SHARE, share * (1 - ANALYSE_SHARE)
     try:
-        clips = _speech_stage(run, source, base + share * 0.05, share * 0.95)
+        path, used = _separate_stage(run, source, base, share)
+        clips = _speech_stage(run, source, base + used, share - used, path)
     except StudioError as err:  # a decode that fails halfway: this file fails, others go on
         _mark(ctx.store, source.id, FAILED, str(err))
         return
@@ -485,15 +510,34 @@ def _analyse_stage(run: _Run, source: Source, base: float, share: float) -> Sour
     return source_store.get_source(ctx.store, source.id)
 
 
-def _separation_notice(run: _Run) -> None:
-    registry = Registry()
-    if not registry.is_installed(SEPARATION_MODEL):
-        run.notice(f"Voice separation skipped: the model '{SEPARATION_MODEL}' is not installed "
-                   "(Models tab or `launch.py models download "
-                   f"{SEPARATION_MODEL}`). Clips were cut from the original audio.")
-    else:
-        run.notice("Voice separation skipped: running the separation model is not part of "
-                   "this version yet. Clips were cut from the original audio.")
+def separated_path(ws: Workspace, source: Source) -> Path:
+    """Where a source's separated voice lives: named by source and model, never by upload."""
+    folder = ws.resolve(source.path).parent / SEPARATED_SUBDIR
+    return folder / f"src{source.id:05d}-{SEPARATION_MODEL}-voice.wav"
+
+
+def _separate_stage(run: _Run, source: Source, base: float, share: float) -> tuple[Path, float]:
+    """The file the speech stage reads, and the progress share this stage took.
+
+    The recording itself when separation is off or its model is missing;
+    otherwise its separated voice, made now unless an earlier run finished it
+    (the engine writes it atomically, so a file that exists is complete).
+    """
+    original = run.ctx.workspace.resolve(source.path)
+    if not run.config.separate or run.separator is None:
+        return original, 0.0
+    target, used = separated_path(run.ctx.workspace, source), share * SEPARATE_SHARE
+    if target.is_file():
+        return target, used
+    run.new_stage()
+
+    def progress(fraction: float, message: str) -> None:
+        run.progress(base + used * fraction, "separate", message, fraction)
+
+    with run.timed("separate"):
+        separate.separate_file(run.separator, original, target, progress,
+                               run.ctx.should_cancel)
+    return target, used
 
 
 @dataclass
@@ -609,15 +653,19 @@ class _Buffers:
         return window
 
 
-def _speech_stage(run: _Run, source: Source, base: float, share: float) -> int:
-    """VAD, Whisper, clips, quality for one source, window by window. Returns its clip count."""
+def _speech_stage(run: _Run, source: Source, base: float, share: float,
+                  path: Path | None = None) -> int:
+    """VAD, Whisper, clips, quality for one source, window by window. Returns its clip count.
+
+    ``path`` is the audio to cut clips from (the separated voice), by default the recording.
+    """
     ctx, config = run.ctx, run.config
     until = float(ctx.state.get("window_until", {}).get(str(source.id), -1.0))
     if until < 0:
         _drop_rebuildable_clips(ctx.store, ctx.workspace, source.id)
     total = source.duration_s or 1.0
     run.new_stage()
-    path = ctx.workspace.resolve(source.path)
+    path = path or ctx.workspace.resolve(source.path)
     for window in iter_windows(path, run.rate, config.window_s, config.speech_prob, run.timers):
         ctx.check_cancel()
         if window.end_s <= until + 1e-6:

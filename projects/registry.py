@@ -61,6 +61,8 @@ class ModelEntry:
     notes: str = ""
     homepage: str = ""
     default: bool = False
+    #: Settings the engine needs to run the model (e.g. an MDX-Net's STFT layout).
+    params: dict = field(default_factory=dict)
     extra: dict = field(default_factory=dict)
 
     @property
@@ -71,7 +73,7 @@ class ModelEntry:
     @classmethod
     def from_dict(cls, d: dict) -> "ModelEntry":
         known = {"id", "task", "title", "licence", "source", "files", "package",
-                 "package_path", "backend", "notes", "homepage", "default"}
+                 "package_path", "backend", "notes", "homepage", "default", "params"}
         files = tuple(ModelFile(**{k: v for k, v in f.items() if k in ModelFile.__annotations__})
                       for f in d.get("files", []))
         return cls(**{k: v for k, v in d.items() if k in known and k != "files"},

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from engines import audio
 from projects.errors import BadInput, NotFound, StudioError
@@ -22,6 +25,8 @@ from projects.store import Store, now
 from projects.workspace import Workspace, atomic_path, safe_filename
 
 HASH_CHUNK_BYTES = 1 << 20
+#: What a folder of ready clips may hold: audio, and LJSpeech's transcript file.
+CLIP_FOLDER_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".csv"})
 
 
 def file_sha256(path: Path) -> str:
@@ -31,6 +36,27 @@ def file_sha256(path: Path) -> str:
         while chunk := f.read(HASH_CHUNK_BYTES):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+@contextmanager
+def staged_clip_folder(ws: Workspace, files: list[Path]) -> Iterator[Path]:
+    """The files of one uploaded folder gathered back into a folder, for a dataset build.
+
+    A browser uploads a folder's files one by one (each in its own temporary
+    folder, keeping only its base name); LJSpeech's ``metadata.csv`` refers to
+    clips by base name, so gathering them flat loses nothing. Names are made
+    safe, other kinds of files are left out, and the folder is removed on exit
+    (the build copies what it needs into the project first).
+    """
+    kept = [f for f in files if Path(f).suffix.lower() in CLIP_FOLDER_SUFFIXES]
+    if not any(Path(f).suffix.lower() != ".csv" for f in kept):
+        raise BadInput("The folder has no audio clips (wav, flac, mp3, ogg, opus or m4a).")
+    with tempfile.TemporaryDirectory(prefix=".upload-", dir=ws.root) as tmp:
+        folder = Path(tmp) / "clips"
+        folder.mkdir()
+        for path in kept:
+            shutil.copyfile(path, folder / safe_filename(Path(path).name, "clip"))
+        yield folder
 
 
 def add_source(store: Store, ws: Workspace, project: Project, path: Path,

@@ -7,6 +7,7 @@ instantly from their stored embeddings.
 """
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
 
 import gradio as gr
@@ -102,7 +103,7 @@ def _parameters(defaults: dataset.BuildConfig, models: list[str]) -> dict:
             w["pad_seconds"] = gr.Slider(0.0, 0.5, d.pad_seconds, step=0.05,
                                          label="Silence kept around words (s)")
             w["separate"] = gr.Checkbox(d.separate, label="Separate voice from music first",
-                                        info="Needs the separation model; skipped otherwise.")
+                                        info="Needs the UVR MDX-Net model (Models tab); slow on CPU.")
     return w
 
 
@@ -113,8 +114,12 @@ def build(studio: Studio, current: gr.Dropdown) -> None:
                 "`metadata.csv` to keep their transcripts). Adding the same file twice is "
                 "harmless.")
     with gr.Row():
-        files = gr.File(label="Recordings", file_count="multiple", type="filepath",
-                        elem_id="recordings-upload", scale=3)
+        with gr.Column(scale=3):
+            files = gr.File(label="Recordings", file_count="multiple", type="filepath",
+                            elem_id="recordings-upload")
+            folder = gr.File(label="Or a folder of ready clips (an LJSpeech metadata.csv in it "
+                             "keeps their transcripts)", file_count="directory", type="filepath",
+                             elem_id="clip-folder-upload")
         with gr.Column(scale=2):
             mic = gr.Audio(sources=["microphone"], type="filepath", label="Or record here",
                            elem_id="mic-record")
@@ -168,15 +173,21 @@ def build(studio: Studio, current: gr.Dropdown) -> None:
         return source_rows(studio, project), None
 
     @ui_errors
-    def start(project: str | None, paths: list[str] | None, *values):
+    def start(project: str | None, paths: list[str] | None, folder_paths: list[str] | None,
+              *values):
         need_project(project)
         config = dataset.BuildConfig.from_dict(dict(zip(keys, values)))
         pairs = [(Path(p), Path(p).name) for p in paths or []]
-        job, problems = dataset.start_build(studio.store, studio.ws, project, pairs, config)
+        with ExitStack() as stack:
+            if folder_paths:
+                clips = stack.enter_context(sources.staged_clip_folder(
+                    studio.ws, [Path(p) for p in folder_paths]))
+                pairs.append((clips, "folder of clips"))
+            job, problems = dataset.start_build(studio.store, studio.ws, project, pairs, config)
         for line in problems:
             gr.Warning(line)
         gr.Info(f"Building the dataset as job #{job.id}; progress shows below and in Jobs.")
-        return source_rows(studio, project), None, build_status_html(studio, project)
+        return source_rows(studio, project), None, None, build_status_html(studio, project)
 
     @ui_errors
     def regroup(project: str | None, threshold: float):
@@ -204,7 +215,7 @@ def build(studio: Studio, current: gr.Dropdown) -> None:
     inputs = [widgets[k] for k in keys]
     add_btn.click(add, [current, files], [table, files], api_name="add_recordings")
     mic_btn.click(add_mic, [current, mic], [table, mic], api_name="add_microphone_take")
-    build_btn.click(start, [current, files] + inputs, [table, files, status],
+    build_btn.click(start, [current, files, folder] + inputs, [table, files, folder, status],
                     api_name="build_dataset")
     recluster_slider.release(regroup, [current, recluster_slider], [summary],
                              api_name="recluster")

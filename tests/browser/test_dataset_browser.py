@@ -1,4 +1,5 @@
-"""The Dataset tab in a real browser: upload two recordings, build, read the summary."""
+"""The Dataset tab in a real browser: upload two recordings and a folder of ready clips,
+build, read the summary."""
 import pytest
 import soundfile as sf
 from playwright.sync_api import expect
@@ -20,6 +21,11 @@ def test_upload_two_recordings_build_and_see_the_summary(studio, page, tmp_path)
                        [(0, speech.SENTENCES[0]), (1, speech.SENTENCES[1])])
     second = _recording(tmp_path / "interview.wav",
                         [(1, speech.SENTENCES[2]), (0, speech.SENTENCES[3])])
+    clips = tmp_path / "ready clips"
+    clips.mkdir()
+    for n, (who, text) in enumerate([(0, speech.SENTENCES[4]), (1, speech.SENTENCES[5])]):
+        sf.write(clips / f"clip{n}.wav", speech.speak(text, who)[0], speech.RATE)
+    (clips / "metadata.csv").write_text(f"clip0|{speech.SENTENCES[4]}\nclip1|{speech.SENTENCES[5]}\n")
     page.goto(url)
     page.locator("#new-project-name textarea, #new-project-name input").first.fill("Podcast")
     page.click("#create-project")
@@ -29,11 +35,13 @@ def test_upload_two_recordings_build_and_see_the_summary(studio, page, tmp_path)
     page.locator("#recordings-upload input[type=file]").set_input_files([first, second])
     expect(page.locator("#recordings-upload")).to_contain_text("interview")
     expect(page.locator("#recordings-upload")).to_contain_text("morning show")
+    page.locator("#clip-folder-upload input[type=file]").set_input_files(str(clips))
+    expect(page.locator("#clip-folder-upload")).to_contain_text("metadata.csv")
     page.click("#build-dataset")
     page.locator('#build-state[data-status="done"]').wait_for(timeout=90_000)
 
     summary = page.locator("#dataset-summary")
-    expect(summary).to_contain_text("4 clips", timeout=15_000)
+    expect(summary).to_contain_text("6 clips", timeout=15_000)
     expect(summary).to_contain_text("2 speaker(s)")
     expect(summary).to_contain_text("Speaker 1")
     expect(page.locator("#recordings-table")).to_contain_text("built")

@@ -276,6 +276,34 @@ def test_ljspeech_zip_is_imported_without_transcription(store, ws, project, tmp_
     assert clips[0]["speaker_id"] == clips[2]["speaker_id"] != clips[1]["speaker_id"]
 
 
+def test_uploaded_folder_of_clips_is_gathered_and_imported(store, ws, project, tmp_path,
+                                                           monkeypatch):
+    """A browser sends a folder's files one by one, each in its own temporary folder."""
+    monkeypatch.setattr(asr, "make_transcriber",
+                        lambda *a, **k: pytest.fail("transcripts came with the clips"))
+    uploads, lines = [], []
+    for n, (who, text) in enumerate([(1, speech.SENTENCES[1]), (1, speech.SENTENCES[2])]):
+        (tmp_path / f"u{n}").mkdir()
+        uploads.append(_write(tmp_path / f"u{n}" / f"take{n}.wav", speech.speak(text, who)[0]))
+        lines.append(f"take{n}|{text}")
+    (tmp_path / "meta").mkdir()
+    (tmp_path / "meta" / "metadata.csv").write_text("\n".join(lines) + "\n")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "notes.txt").write_text("not a clip")
+    uploads += [tmp_path / "meta" / "metadata.csv", tmp_path / "junk" / "notes.txt"]
+    with sources.staged_clip_folder(ws, uploads) as folder:
+        assert sorted(p.name for p in folder.iterdir()) == ["metadata.csv", "take0.wav",
+                                                            "take1.wav"]
+        job, problems = dataset.start_build(store, ws, project.name, [(folder, "folder")])
+    assert not problems and not folder.exists(), "the staging folder is cleaned up"
+    assert jobs.run_job(store, ws, job.id).status == "done"
+    texts = [c["text"] for c in store.all("SELECT text FROM clips ORDER BY id")]
+    assert texts == list(speech.SENTENCES[1:3])
+    with pytest.raises(BadInput, match="no audio clips"):
+        with sources.staged_clip_folder(ws, [tmp_path / "junk" / "notes.txt"]):
+            pass
+
+
 def test_long_files_stream_in_windows_cut_in_silence(tmp_path):
     turns = [(i % 3, t) for i, t in enumerate(speech.SENTENCES)]  # about 40 s
     audio, rate, _ = speech.conversation(turns, gap_s=0.6)
