@@ -317,6 +317,8 @@ class _Run:
         self.language = self.config.language.strip() or None
         self._transcriber: asr.Transcriber | None = None
         self._separator: separate.MdxSeparator | None = None
+        self._separator_missing = False
+        self._fraction = 0.0
         self._stage_started = time.monotonic()
         self.audio_seconds = float(ctx.state.get("audio_seconds", 0.0))
 
@@ -330,13 +332,11 @@ class _Run:
 
     @property
     def separator(self) -> separate.MdxSeparator | None:
-        """The separation model, loaded on first use; None (with a notice) when not installed."""
+        """The separation model, downloaded and loaded on first use; None (with a notice)
+        when it is not installed and cannot be downloaded (offline, say)."""
         if self._separator is None:
             registry = Registry()
-            if not registry.is_installed(SEPARATION_MODEL):
-                self.notice(f"Voice separation skipped: the model '{SEPARATION_MODEL}' is not "
-                            "installed (Models tab or `launch.py models download "
-                            f"{SEPARATION_MODEL}`). Clips were cut from the original audio.")
+            if not registry.is_installed(SEPARATION_MODEL) and not self._download_separator(registry):
                 return None
             entry = registry.get(SEPARATION_MODEL)
             with self.timed("load_models"):
@@ -344,6 +344,26 @@ class _Run:
                     registry.path(SEPARATION_MODEL) / entry.files[0].name,
                     separate.MdxParams.from_dict(entry.params), self.config.device)
         return self._separator
+
+    def _download_separator(self, registry: Registry) -> bool:
+        if self._separator_missing:
+            return False
+        self.new_stage()
+
+        def progress(fraction: float, message: str) -> None:
+            self.progress(self._fraction, "download",
+                          f"Downloading the separation model: {message}", fraction)
+
+        try:
+            registry.download(SEPARATION_MODEL, progress, self.ctx.should_cancel)
+            return True
+        except ModelMissing as err:
+            self._separator_missing = True
+            self.notice(f"Voice separation skipped: the model '{SEPARATION_MODEL}' is not "
+                        f"installed and could not be downloaded ({err}) Install it from the "
+                        f"Models tab or with `launch.py models download {SEPARATION_MODEL}`. "
+                        "Clips were cut from the original audio.")
+            return False
 
     def timed(self, name: str) -> "_Timer":
         """Context manager adding wall time to stage ``name``."""
@@ -357,6 +377,7 @@ class _Run:
 
     def progress(self, fraction: float, stage: str, message: str, stage_fraction: float) -> None:
         """Job progress with the stage's own ETA in the message."""
+        self._fraction = fraction
         eta = _stage_eta(time.monotonic() - self._stage_started, stage_fraction)
         self.ctx.progress(fraction, f"[{stage}] {message}" + (f" · stage ETA {eta}" if eta else ""))
 

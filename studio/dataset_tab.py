@@ -103,7 +103,8 @@ def _parameters(defaults: dataset.BuildConfig, models: list[str]) -> dict:
             w["pad_seconds"] = gr.Slider(0.0, 0.5, d.pad_seconds, step=0.05,
                                          label="Silence kept around words (s)")
             w["separate"] = gr.Checkbox(d.separate, label="Separate voice from music first",
-                                        info="Needs the UVR MDX-Net model (Models tab); slow on CPU.")
+                                        info="Uses the UVR MDX-Net model (67 MB, downloaded "
+                                             "the first time); slow on CPU.")
     return w
 
 

@@ -157,16 +157,16 @@ def test_cancel_stops_and_leaves_no_output(tmp_path):
 
 # --------------------------------------------------------------------------- the dataset stage
 
-@pytest.fixture
-def tiny_voc_ft(tmp_path, monkeypatch):
-    """The registry's separation model replaced by a tiny low-pass one, imported by checksum."""
+def tiny_registry(tmp_path, monkeypatch):
+    """The registry's separation model replaced by a tiny low-pass one (not installed yet),
+    whose download URL is a local file."""
     model = write_model(tmp_path / "tiny" / "UVR-MDX-NET-Voc_FT.onnx", cutoff_hz=CUTOFF_HZ)
     data = model.read_bytes()
     manifest = tmp_path / "tiny-models.json"
     manifest.write_text(json.dumps({"version": 1, "models": [{
         "id": dataset.SEPARATION_MODEL, "task": "separation", "title": "tiny MDX test model",
         "licence": "test", "source": "generated", "backend": "onnxruntime",
-        "files": [{"name": model.name, "size": len(data),
+        "files": [{"name": model.name, "size": len(data), "url": model.as_uri(),
                    "sha256": hashlib.sha256(data).hexdigest()}],
         "params": TINY.to_dict()}]}))
     paths = [registry.ASSETS / m for m in registry.MANIFESTS] + [manifest]
@@ -174,8 +174,15 @@ def tiny_voc_ft(tmp_path, monkeypatch):
     def make(*args, **kwargs):
         return registry.Registry(paths, models_dir=tmp_path / "models")
 
-    make().import_files(dataset.SEPARATION_MODEL, [model])
     monkeypatch.setattr(dataset, "Registry", make)
+    return make, model
+
+
+@pytest.fixture
+def tiny_voc_ft(tmp_path, monkeypatch):
+    """The tiny separation model, imported by checksum."""
+    make, model = tiny_registry(tmp_path, monkeypatch)
+    make().import_files(dataset.SEPARATION_MODEL, [model])
     return make()
 
 
@@ -236,3 +243,24 @@ def test_missing_model_skips_separation_with_a_notice(store, ws, project, tmp_pa
     assert any("Voice separation skipped" in n for n in final.result["notices"])
     assert "separate" not in final.result["stage_seconds"]
     assert store.one("SELECT COUNT(*) AS n FROM clips")["n"] == 1
+
+
+def test_separation_model_is_downloaded_on_demand(store, ws, project, tmp_path, monkeypatch):
+    make, _model = tiny_registry(tmp_path, monkeypatch)
+    talk, rate, _ = speech.conversation([(0, speech.SENTENCES[2])])
+    upload = _write(tmp_path / "talk.wav", talk, rate)
+    config = dataset.BuildConfig(separate=True)
+
+    job, _ = dataset.start_build(store, ws, project.name, [(upload, None)], config)
+    final = jobs.run_job(store, ws, job.id)  # offline (as every test): skipped, says why
+    assert final.status == "done", final.error
+    assert any("Offline" in n and "models download" in n for n in final.result["notices"])
+    assert not make().is_installed(dataset.SEPARATION_MODEL)
+
+    monkeypatch.delenv("VOICE_STUDIO_OFFLINE")  # the "download" reads a local file:// URL
+    job, _ = dataset.start_build(store, ws, project.name, [(upload, None)],
+                                 dataset.BuildConfig(separate=True, min_seconds=1.0))
+    final = jobs.run_job(store, ws, job.id)
+    assert final.status == "done", final.error
+    assert make().is_installed(dataset.SEPARATION_MODEL)
+    assert final.result["stage_seconds"]["separate"] > 0
