@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 
 import gradio as gr
@@ -19,6 +20,8 @@ from studio.common import Studio, coming_soon
 TITLE = "Voice Studio"
 LOCALHOST = "127.0.0.1"
 ALL_INTERFACES = "0.0.0.0"
+#: How often the main thread wakes while the server runs, in seconds.
+WAIT_S = 0.5
 
 
 def build_app(studio: Studio) -> gr.Blocks:
@@ -105,7 +108,22 @@ def serve(workspace: Path | str, port: int = 7860, listen: bool = False,
           f"(workspace {studio.ws.root})", flush=True)
     app.queue(default_concurrency_limit=4)
     app.launch(server_name=host, server_port=port, auth=credentials,
-               inbrowser=open_browser, prevent_thread_lock=not block, quiet=True,
+               inbrowser=open_browser, prevent_thread_lock=True, quiet=True,
                allowed_paths=[str(studio.ws.root)], css=jobs_panel.CSS,
                theme=gr.themes.Soft(), footer_links=["api"])
-    return app if not block else 0
+    if not block:
+        return app
+    _wait_for_ctrl_c()
+    runner.stop()
+    app.close()
+    print("Voice Studio stopped.", flush=True)
+    return 0
+
+
+def _wait_for_ctrl_c() -> None:
+    """Block until Ctrl-C, which is how a user stops the studio: not an error to report."""
+    try:
+        while True:
+            time.sleep(WAIT_S)
+    except KeyboardInterrupt:
+        print("\nStopping…", flush=True)
