@@ -70,9 +70,9 @@ def check_espeak() -> Check:
 
 def check_ffmpeg() -> Check:
     try:
-        import imageio_ffmpeg
+        from engines.audio import ffmpeg_exe
 
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
+        exe = ffmpeg_exe()  # the very binary every decode uses
         out = subprocess.run([exe, "-version"], capture_output=True, text=True, timeout=20)
         version = out.stdout.split("\n")[0]
     except Exception as err:
