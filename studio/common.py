@@ -46,6 +46,13 @@ def ui_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def keeping(choices: list[tuple[str, str]], value, fallback=None) -> gr.Dropdown:
+    """A dropdown update with new choices; the value stays while it is still offered,
+    otherwise ``fallback`` takes its place."""
+    return gr.Dropdown(choices=choices, value=value if any(v == value for _l, v in choices)
+                       else fallback)
+
+
 def esc(text: object) -> str:
     """HTML-escape anything shown inside gr.HTML."""
     return html.escape(str(text if text is not None else ""))

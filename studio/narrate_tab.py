@@ -11,11 +11,12 @@ import threading
 from pathlib import Path
 
 import gradio as gr
+from gradio.context import Context
 
 from projects import books, narrate, voices
 from projects.errors import BadInput
 from projects.projects import get_project
-from studio.common import Studio, esc, ui_errors
+from studio.common import Studio, esc, keeping, ui_errors
 
 log = logging.getLogger("voice_studio.ui.narrate")
 REFRESH_S = 3.0
@@ -434,12 +435,23 @@ def _warm_up(studio: Studio) -> None:
         except Exception:  # a missing voice is reported when the user asks for it
             log.info("bundled voice not preloaded", exc_info=True)
 
-    threading.Thread(target=load, name="voice-warm-up", daemon=True).start()
+    # Not a daemon: onnxruntime aborts the whole process ("terminate called without an
+    # active exception") if the interpreter exits while a session is being created.
+    threading.Thread(target=load, name="voice-warm-up").start()
 
 
 def build(studio: Studio, current: gr.Dropdown) -> None:
-    """Render the tab."""
+    """Render the tab; selecting it lists voices promoted or imported since the page loaded."""
+    outer = Context.block  # the Narrate tab itself, when built inside one
     tab = NarrateTab(studio, current)
     tab.layout()
     tab.wire()
+    if isinstance(outer, gr.Tab):
+        def refresh_voices(voice, chapter_voice):
+            choices = voice_choices(studio)
+            return (keeping(choices, voice, narrate.NarrationSettings().voice),
+                    keeping([("The book's voice", "")] + choices, chapter_voice, ""))
+
+        pickers = [tab.voice_inputs[0], tab.chapter_voice]
+        outer.select(ui_errors(refresh_voices), pickers, pickers, api_visibility="private")
     _warm_up(studio)

@@ -34,21 +34,45 @@ KEYS_HELP = ("**Keys** (when not typing): **Space** play/pause · **A** accept +
              "**R** reject + next · **E** edit transcript (Enter saves, Esc leaves) · "
              "**N** next · **B** back · **U** undo")
 
+#: A key whose request got no answer in this long is given up on, so the queue never stalls.
+KEY_STALL_MS = 30_000
+#: All proofreading edits share one server slot: they run one at a time, in arrival order.
+PROOF_QUEUE = "review-proofread"
+
 # Clicks the Proofread buttons by elem_id; inert while the user types or the panel is hidden.
+# Keys wait in a queue: a key that talks to the server is sent only once the previous one has
+# been answered (KEY_DONE_JS runs after each), so fast typing acts on the right clips, in order.
 KEYS_JS = """
 () => {
   if (window.vsReviewKeys) return;
   window.vsReviewKeys = true;
+  const queue = [];
+  let busy = false, stall = null, editQueued = false;
   const click = (id) => { const b = document.getElementById(id); if (b) b.click(); return !!b; };
   const playPause = () => {
     const root = document.getElementById('proof-audio');
-    if (!root) return;
+    if (!root) return false;
     const media = root.querySelector('audio');
-    if (media) { media.paused ? media.play() : media.pause(); return; }
+    if (media) { media.paused ? media.play() : media.pause(); return false; }
     const b = root.querySelector('button[aria-label="Play"], button[aria-label="Pause"],'
                                  + ' button.play-pause-button');
     if (b) b.click();
+    return false;
   };
+  const edit = () => {
+    editQueued = false;
+    const box = document.querySelector('#proof-text textarea, #proof-text input');
+    if (box) { box.focus(); box.setSelectionRange(box.value.length, box.value.length); }
+    return false;
+  };
+  const pump = () => {
+    while (!busy && queue.length) {
+      if (queue.shift()()) { busy = true; stall = setTimeout(done, %d); }
+    }
+  };
+  const done = () => { clearTimeout(stall); busy = false; pump(); };
+  window.vsProofDone = () => { if (busy) done(); };
+  window.vsProofPending = () => queue.length + (busy ? 1 : 0);
   document.addEventListener('keydown', (e) => {
     const panel = document.getElementById('proof-panel');
     if (!panel || panel.offsetParent === null) return;
@@ -63,19 +87,21 @@ KEYS_JS = """
     const actions = {a: 'proof-accept', r: 'proof-reject', n: 'proof-next', b: 'proof-prev',
                      u: 'proof-undo'};
     const key = e.key.toLowerCase();
-    if (actions[key]) { e.preventDefault(); click(actions[key]); }
-    else if (e.key === ' ') { e.preventDefault(); playPause(); }
-    else if (key === 'e') {
-      const box = document.querySelector('#proof-text textarea, #proof-text input');
-      if (box) {
-        e.preventDefault();
-        box.focus();
-        box.setSelectionRange(box.value.length, box.value.length);
-      }
-    }
+    let act = null;
+    if (actions[key]) act = () => click(actions[key]);
+    else if (e.key === ' ') act = playPause;
+    else if (key === 'e') act = edit;
+    if (!act) return;
+    e.preventDefault();
+    // Letters typed while an edit waits its turn are meant for the box, never commands.
+    if (editQueued) return;
+    if (act === edit) editQueued = true;
+    queue.push(act);
+    pump();
   });
 }
-"""
+""" % KEY_STALL_MS
+KEY_DONE_JS = "() => { if (window.vsProofDone) window.vsProofDone(); }"
 
 
 # ------------------------------------------------------------------ formatting
@@ -144,6 +170,8 @@ def _build_clusters(studio: Studio, current: gr.Dropdown):
         pick = gr.Dropdown(label="Speaker", choices=[], elem_id="cluster-pick", scale=2)
         sample = gr.Audio(label="Representative clip", type="filepath", interactive=False,
                           elem_id="cluster-sample", scale=3)
+    # Gradio 6's native plots report .select as an x-range brush ([x_min, x_max]), never the
+    # clicked point, so a point cannot open its clip; the tooltip names the clip id instead.
     plot = gr.ScatterPlot(x="x", y="y", color="speaker", label="Voice map (PCA of embeddings)",
                           elem_id="review-map", tooltip=["clip_id", "speaker"], height=300)
     clips = gr.Dataframe(headers=CLIP_HEADERS, interactive=False, elem_id="cluster-clips",
@@ -412,13 +440,18 @@ def _build_proofread(studio: Studio, current: gr.Dropdown):
         return view(project, clip_ids, position)
 
     nav = [current, ids, pos]
-    prev_btn.click(step(-1), nav, shown, api_visibility="private")
-    next_btn.click(step(1), nav, shown, api_visibility="private")
-    accept_btn.click(mark("accepted"), nav, shown, api_name="accept_clip")
-    reject_btn.click(mark("rejected"), nav, shown, api_name="reject_clip")
-    undo_btn.click(undo, nav, shown, api_name="undo_clip_edit")
-    text.submit(save_text, nav + [text], shown, api_name="save_transcript")
-    text.blur(save_text, nav + [text], shown, api_visibility="private")
+    # One at a time, in order: each reads the position the previous one left (State is read
+    # when the event runs, not when it is sent), and the keyboard queue waits for KEY_DONE_JS.
+    serial = {"concurrency_id": PROOF_QUEUE, "concurrency_limit": 1}
+    for btn, fn, api in ((prev_btn, step(-1), None), (next_btn, step(1), None),
+                         (accept_btn, mark("accepted"), "accept_clip"),
+                         (reject_btn, mark("rejected"), "reject_clip"),
+                         (undo_btn, undo, "undo_clip_edit")):
+        visibility = {"api_name": api} if api else {"api_visibility": "private"}
+        btn.click(fn, nav, shown, **visibility, **serial, trigger_mode="multiple").then(
+            None, None, None, js=KEY_DONE_JS, api_visibility="private")
+    text.submit(save_text, nav + [text], shown, api_name="save_transcript", **serial)
+    text.blur(save_text, nav + [text], shown, api_visibility="private", **serial)
 
     @ui_errors
     def trim(project, clip_ids, position, start, end):
@@ -435,8 +468,8 @@ def _build_proofread(studio: Studio, current: gr.Dropdown):
         clip_ids.insert(int(position) + 1, second.id)
         return clip_ids, *view(project, clip_ids, position)
 
-    trim_btn.click(trim, nav + [trim_start, trim_end], shown, api_name="trim_clip")
-    split_btn.click(split, nav + [word], [ids] + shown, api_name="split_clip")
+    trim_btn.click(trim, nav + [trim_start, trim_end], shown, api_name="trim_clip", **serial)
+    split_btn.click(split, nav + [word], [ids] + shown, api_name="split_clip", **serial)
 
     def bulk(action):
         @ui_errors
@@ -459,7 +492,7 @@ def _build_proofread(studio: Studio, current: gr.Dropdown):
         row = evt.index[0] if isinstance(evt.index, (list, tuple)) else evt.index
         return view(project, clip_ids, row)
 
-    table.select(open_row, [current, ids], shown, api_visibility="private")
+    table.select(open_row, [current, ids], shown, api_visibility="private", **serial)
     return refresh_speakers, speaker, load, [ids] + shown, bulk_in
 
 

@@ -16,7 +16,7 @@ import pandas as pd
 from projects import synthesis, training, voices
 from projects.errors import BadInput
 from projects.projects import get_project
-from studio.common import Studio, duration, esc, ui_errors
+from studio.common import Studio, duration, esc, keeping, ui_errors
 from studio import voices_panel
 
 log = logging.getLogger("voice_studio.ui.train")
@@ -189,7 +189,7 @@ class _TrainTab:
         self._promote_and_speak()
         self.timer = gr.Timer(REFRESH_S)
         self.seen = gr.State(None)
-        self.shown_rows = gr.State(None)
+        self.shown_runs = gr.State(None)  # (rows, choices) last sent by the timer
 
     def _start_controls(self) -> None:
         d = training.default_options("tiny")
@@ -243,11 +243,12 @@ class _TrainTab:
                                     elem_id="speak-audio")
 
     # ----------------------------------------------------------------- events
-    def wire(self) -> None:
+    def wire(self, library) -> None:
+        """Connect the events; ``library`` is the Voice library panel rendered below the tab."""
         self._wire_start()
         self._wire_run_actions()
         self._wire_watch()
-        self._wire_voices()
+        self._wire_voices(library)
 
     def _options(self, preset, start_from, base_voice, base_run, steps, batch, lr, ckpt, val,
                  device, all_clips) -> training.RunOptions:
@@ -339,9 +340,10 @@ class _TrainTab:
             return [status_html(s, run_id), samples_html(s, run_id), *plots,
                     gr.Dropdown(choices=checkpoint_choices(s, run_id)), key]
 
-        def refresh_runs(project, shown):
-            fresh = run_rows(s, project)
-            return (gr.skip(), shown) if fresh == shown else (fresh, fresh)
+        def refresh_runs(project, picked, shown):
+            rows, choices = run_rows(s, project), run_choices(s, project)
+            table, pickers = runs_update(choices, rows, picked, shown)
+            return table, *pickers, (rows, choices)
 
         open_run = ui_errors(lambda r, x, sm, seen: refresh(r, x, sm, seen, force=True))
         for trigger in (self.run_pick.change, self.x_axis.change, self.smoothing.release):
@@ -349,11 +351,11 @@ class _TrainTab:
                     api_visibility="private", show_progress="hidden")
         self.timer.tick(ui_errors(refresh), [self.run_pick, self.x_axis, self.smoothing, self.seen],
                         watch_out, api_visibility="private", show_progress="hidden")
-        self.timer.tick(ui_errors(refresh_runs), [self.current, self.shown_rows],
-                        [self.runs, self.shown_rows],
+        self.timer.tick(ui_errors(refresh_runs), [self.current, self.run_pick, self.shown_runs],
+                        [self.runs, self.run_pick, self.base_run, self.shown_runs],
                         api_visibility="private", show_progress="hidden")
 
-    def _wire_voices(self) -> None:
+    def _wire_voices(self, library) -> None:
         s = self.studio
 
         def promote(run_id, checkpoint, name):
@@ -362,8 +364,13 @@ class _TrainTab:
             voice = training.promote_checkpoint(s.store, s.ws, int(run_id), checkpoint or None,
                                                 name or None)
             gr.Info(f"Voice '{voice.name}' is in the library.")
-            choices = voice_choices(s, run_id)
-            return gr.Dropdown(choices=choices, value=voice.key), gr.Dropdown(choices=choices)
+            return (gr.Dropdown(choices=voice_choices(s, run_id), value=voice.key),
+                    gr.Dropdown(choices=voice_choices(s)), *library.refreshed(voice.key))
+
+        def sync(run_id, speak_key, base_key):
+            """The tab's voice pickers after a library change (a deleted pick is cleared)."""
+            return keeping(voice_choices(s, run_id), speak_key), \
+                keeping(voice_choices(s), base_key)
 
         def speak(voice_key, text, run_id):
             if not voice_key:
@@ -376,11 +383,32 @@ class _TrainTab:
             return rate, (np.clip(audio, -1, 1) * 32767).astype(np.int16)
 
         self.promote_btn.click(ui_errors(promote), [self.run_pick, self.ckpt_pick, self.voice_name],
-                               [self.speak_voice, self.base_voice], api_name="promote_checkpoint")
+                               [self.speak_voice, self.base_voice, library.table, library.pick],
+                               api_name="promote_checkpoint")
+        for change in library.changes:
+            change.success(ui_errors(sync), [self.run_pick, self.speak_voice, self.base_voice],
+                           [self.speak_voice, self.base_voice], api_visibility="private")
         self.speak_btn.click(ui_errors(speak), [self.speak_voice, self.speak_text, self.run_pick],
                              [self.speak_audio], api_name="speak")
         self.run_pick.change(lambda r: gr.Dropdown(choices=voice_choices(s, r)), [self.run_pick],
                              [self.speak_voice], api_visibility="private")
+
+
+def runs_update(choices: list[tuple[str, int]], rows: list[list], picked, shown) -> tuple:
+    """What the timer sends: (table, [run picker, earlier-run picker]), each ``gr.skip()``
+    unless it changed since ``shown`` (the last ``(rows, choices)`` sent).
+
+    The pickers get new choices only when runs came or went or changed status, so an open
+    dropdown does not flicker; the user's pick stays unless its run is gone.
+    """
+    shown_rows, shown_choices = shown or (None, None)
+    table = gr.skip() if rows == shown_rows else rows
+    if choices == shown_choices:
+        return table, [gr.skip(), gr.skip()]
+    ids = [v for _l, v in choices]
+    run_pick = gr.Dropdown(choices=choices) if picked is None or picked in ids \
+        else gr.Dropdown(choices=choices, value=None)
+    return table, [run_pick, gr.Dropdown(choices=choices)]
 
 
 def _need(project: str | None) -> str:
@@ -417,7 +445,8 @@ def build(studio: Studio, current: gr.Dropdown, tab_el: gr.Tab | None = None) ->
     """Render the Train tab inside the current gr.Tab; opening the tab opens the newest run."""
     tab = _TrainTab(studio, current)
     tab.layout()
-    tab.wire()
+    library = voices_panel.build(studio)  # rendered below the tab's own sections
+    tab.wire(library)
     if tab_el is not None:
         def open_newest(project, picked):
             runs = run_choices(studio, project)
@@ -427,4 +456,3 @@ def build(studio: Studio, current: gr.Dropdown, tab_el: gr.Tab | None = None) ->
 
         tab_el.select(ui_errors(open_newest), [current, tab.run_pick], [tab.run_pick],
                       api_visibility="private")
-    voices_panel.build(studio)

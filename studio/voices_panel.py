@@ -74,20 +74,26 @@ class _VoicesPanel:
     def wire(self) -> None:
         s = self.studio
         listed = [self.table, self.pick]
-        self.import_btn.click(ui_errors(self.import_voice),
-                              [self.onnx, self.config, self.import_name],
-                              [*listed, self.onnx, self.config], api_name="import_voice")
-        self.rename_btn.click(ui_errors(self.rename), [self.pick, self.new_name],
-                              [*listed, self.new_name], api_name="rename_voice")
-        self.delete_btn.click(ui_errors(self.delete), [self.pick, self.confirm],
-                              [*listed, self.confirm], api_name="delete_voice")
+        #: The events after which the library changed; other sections chain their refresh on them.
+        self.changes = [
+            self.import_btn.click(ui_errors(self.import_voice),
+                                  [self.onnx, self.config, self.import_name],
+                                  [*listed, self.onnx, self.config], api_name="import_voice"),
+            self.rename_btn.click(ui_errors(self.rename), [self.pick, self.new_name],
+                                  [*listed, self.new_name], api_name="rename_voice"),
+            self.delete_btn.click(ui_errors(self.delete), [self.pick, self.confirm],
+                                  [*listed, self.confirm], api_name="delete_voice"),
+            # Voices imported from the command line appear on demand, not by polling.
+            self.refresh_btn.click(ui_errors(lambda keep: _refreshed(s, keep)), [self.pick],
+                                   listed, api_name="list_voices")]
         self.export_btn.click(ui_errors(self.export), [self.pick], [self.download],
                               api_name="export_voice")
         self.speak_btn.click(ui_errors(self.speak), [self.pick, self.text], [self.audio],
                              api_name="speak_voice")
-        # Voices promoted above or imported elsewhere appear on demand, not by polling.
-        self.refresh_btn.click(ui_errors(lambda keep: _refreshed(s, keep)), [self.pick], listed,
-                               api_name="list_voices")
+
+    def refreshed(self, keep: str | None = None) -> tuple:
+        """New values for ``[self.table, self.pick]`` after a change made elsewhere."""
+        return _refreshed(self.studio, keep)
 
     def import_voice(self, onnx_path, json_path, name):
         """Copy two uploaded files into the library."""
@@ -127,8 +133,13 @@ class _VoicesPanel:
         return rate, (np.clip(audio, -1, 1) * PCM_FULL_SCALE).astype(np.int16)
 
 
-def build(studio: Studio) -> None:
-    """Render the Voice library section where it is called (bottom of the Train tab)."""
+def build(studio: Studio) -> _VoicesPanel:
+    """Render the Voice library section where it is called (bottom of the Train tab).
+
+    The returned panel's ``table`` and ``pick`` can be outputs of other events (a promote), and
+    its ``changes`` are the events after which the library changed.
+    """
     panel = _VoicesPanel(studio)
     panel.layout()
     panel.wire()
+    return panel
