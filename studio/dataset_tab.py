@@ -19,6 +19,8 @@ from studio.common import Studio, duration, esc, ui_errors
 HEADERS = ["#", "Recording", "Status", "Length", "Loudness (LUFS)", "Peak (dBFS)",
            "Clipped %", "Problem"]
 REFRESH_S = 2.0
+#: Height of the folder drop box, in pixels (it sits under the microphone).
+FOLDER_BOX_PX = 180
 NO_SUMMARY = "No dataset built in this project yet."
 
 
@@ -111,20 +113,19 @@ def _parameters(defaults: dataset.BuildConfig, models: list[str]) -> dict:
 def build(studio: Studio, current: gr.Dropdown) -> None:
     """Render the tab."""
     gr.Markdown("### Recordings\nAdd long recordings (wav, flac, mp3, ogg, opus, m4a, or the "
-                "audio of mp4/mkv/webm videos), or a zip of ready clips (with an LJSpeech "
-                "`metadata.csv` to keep their transcripts). Adding the same file twice is "
-                "harmless.")
+                "audio of mp4/mkv/webm videos), or a zip or folder of ready clips (with an "
+                "LJSpeech `metadata.csv` to keep their transcripts). Adding the same file twice "
+                "is harmless.")
     with gr.Row():
-        with gr.Column(scale=3):
-            files = gr.File(label="Recordings", file_count="multiple", type="filepath",
-                            elem_id="recordings-upload")
-            folder = gr.File(label="Or a folder of ready clips (an LJSpeech metadata.csv in it "
-                             "keeps their transcripts)", file_count="directory", type="filepath",
-                             elem_id="clip-folder-upload")
+        files = gr.File(label="Recordings", file_count="multiple", type="filepath",
+                        elem_id="recordings-upload", scale=3)
         with gr.Column(scale=2):
             mic = gr.Audio(sources=["microphone"], type="filepath", label="Or record here",
                            elem_id="mic-record")
             mic_btn = gr.Button("Add this recording", elem_id="add-mic")
+            folder = gr.File(label="Or a folder of ready clips (metadata.csv keeps transcripts)",
+                             file_count="directory", type="filepath", height=FOLDER_BOX_PX,
+                             elem_id="clip-folder-upload")
     with gr.Row():
         add_btn = gr.Button("Add and analyse only", elem_id="add-recordings")
         build_btn = gr.Button("Build dataset", variant="primary", elem_id="build-dataset")
