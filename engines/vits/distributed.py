@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -44,6 +45,8 @@ POLL_S = 0.5
 PROGRESS_EVERY_S = 1.0
 #: Lines of ddp.log quoted when the processes fail without saying why.
 LOG_TAIL_LINES = 12
+#: A rank's exception line in ddp.log, as torchrun prefixes it: "[rank0]: ValueError: ...".
+RANK_EXCEPTION = re.compile(r"^\[rank\d+\]:\s+((?:\w+\.)*\w*(?:Error|Exception|Interrupt)\b.*)$")
 
 
 @dataclass
@@ -229,10 +232,11 @@ class DistributedRun:
                           f"{self._log_tail()} (full log: {self.folder / LOG_NAME})")
 
     def _log_tail(self) -> str:
+        """The last exception a rank printed, else the log's last lines."""
         path = self.folder / LOG_NAME
         lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.is_file() else []
-        errors = [ln.strip() for ln in lines if "Error" in ln or "error" in ln]
-        return errors[-1] if errors else " | ".join(lines[-LOG_TAIL_LINES:])
+        raised = [m.group(1) for m in map(RANK_EXCEPTION.match, lines) if m]
+        return raised[-1] if raised else " | ".join(lines[-LOG_TAIL_LINES:])
 
 
 def _repo_root() -> Path:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import pickle
 import shutil
 import time
 import warnings
@@ -376,10 +377,7 @@ class RunState:
         ``rank`` picks that rank's RNG state from a multi-GPU checkpoint; a rank the
         checkpoint has no state for draws its own noise from ``seed + rank``.
         """
-        try:
-            data = torch.load(Path(path), map_location="cpu", weights_only=False)
-        except (OSError, RuntimeError) as err:
-            raise BadInput(f"Cannot read checkpoint {path}: {err}") from err
+        data = _read_checkpoint(path)
         train_cfg = TrainConfig.from_dict(data["train_config"])
         if device:
             train_cfg.device = device
@@ -412,9 +410,20 @@ def load_checkpoint(path: str | Path, device: str | None = None) -> RunState:
     return RunState.load_checkpoint(path, device)
 
 
+def _read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The checkpoint's dict; BadInput naming the file when it is damaged or not one."""
+    try:
+        data = torch.load(Path(path), map_location="cpu", weights_only=False)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        raise BadInput(f"Cannot read checkpoint {path}: {err}") from err
+    if not isinstance(data, dict) or "vits_config" not in data:
+        raise BadInput(f"Cannot read checkpoint {path}: not a VITS training checkpoint")
+    return data
+
+
 def load_generator(path: str | Path) -> VitsGenerator:
     """Just the generator of a training checkpoint, in eval mode on CPU."""
-    data = torch.load(Path(path), map_location="cpu", weights_only=False)
+    data = _read_checkpoint(path)
     gen = VitsGenerator(VitsConfig.from_dict(data["vits_config"]))
     gen.load_state_dict(data["gen"])
     return gen.eval()

@@ -10,7 +10,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from engines.errors import BadInput, Cancelled
+from engines.errors import BadInput, Cancelled, StudioError
 from engines.vits import distributed
 from engines.vits.train import RunState, TrainConfig, TrainItem, VitsDataset, train_step
 from tests.engines.test_vits_train import synthetic_items
@@ -105,3 +105,20 @@ def test_gpu_lists_are_checked():
     for bad in ("", "0,0", "a,b", "cpu:0", "-1"):
         with pytest.raises(BadInput, match="GPU numbers"):
             distributed.parse_gpus(bad)
+
+
+def test_a_failing_rank_comes_back_as_a_clear_error(tmp_path):
+    items = _write_items(tmp_path, n=3)
+    broken = tmp_path / "broken.pt"
+    broken.write_bytes(b"not a checkpoint")
+    with pytest.raises(StudioError, match="Cannot read checkpoint"):
+        distributed.DistributedRun(_spec(tmp_path, items, broken)).run()
+    assert (tmp_path / distributed.LOG_NAME).is_file()
+    # A rank that dies without reporting: the rank's own exception line is quoted, not torchrun's.
+    (tmp_path / distributed.LOG_NAME).write_text(
+        "[rank1]:   File \"train.py\", line 380, in load_checkpoint\n"
+        "[rank1]: _pickle.UnpicklingError: invalid load key, 'n'.\n"
+        "torch.distributed.elastic.multiprocessing.errors.ChildFailedError:\n"
+        "  traceback : To enable traceback see: https://pytorch.org/docs/stable/elastic/errors.html\n")
+    tail = distributed.DistributedRun(_spec(tmp_path, items, broken))._log_tail()
+    assert tail == "_pickle.UnpicklingError: invalid load key, 'n'."
