@@ -332,11 +332,7 @@ def _run_options(args):
         if value is not None:
             setattr(opts, key, value)
     opts.device, opts.all_clips = args.device, args.all_clips
-    gpus = (args.gpus or "").strip().lower()
-    if gpus.isdigit():  # one GPU is an ordinary single-process run on that device
-        opts.device = f"cuda:{gpus}"
-    elif gpus:
-        opts.device, opts.gpus = ("cpu" if gpus.startswith("cpu:") else "cuda"), gpus
+    training.apply_gpus(opts, args.gpus)
     opts.base_voice, opts.base_run = args.from_voice, args.from_run
     return opts
 

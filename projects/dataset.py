@@ -48,7 +48,7 @@ from projects import sources as source_store
 from projects.errors import BadInput, Conflict, ModelMissing, NoGPU, StudioError
 from projects.jobs import JobContext, JobKind, register, submit
 from projects.projects import get_project
-from projects.records import Job, Project, Source, from_row
+from projects.records import Job, Project, Source
 from projects.registry import Registry
 from projects.store import Store, dumps, loads, now
 from projects.workspace import Workspace, atomic_path, safe_filename
@@ -83,7 +83,7 @@ PITCH_RANGE_PERCENTILES = (10, 90)
 #: The folder (under the project's runs/) holding the clustering cache.
 RUNS_SUBDIR = "dataset"
 #: File name endings imported from clip folders.
-CLIP_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"})
+CLIP_EXTENSIONS = source_store.CLIP_EXTENSIONS
 #: Source statuses after a build.
 BUILT, NO_SPEECH, FAILED = "built", "no_speech", "failed"
 
@@ -330,7 +330,6 @@ class _Run:
                 self._transcriber = asr.make_transcriber(asr_config(self.config))
         return self._transcriber
 
-    @property
     def separator(self) -> separate.MdxSeparator | None:
         """The separation model, downloaded and loaded on first use; None (with a notice)
         when it is not installed and cannot be downloaded (offline, say)."""
@@ -545,7 +544,8 @@ def _separate_stage(run: _Run, source: Source, base: float, share: float) -> tup
     (the engine writes it atomically, so a file that exists is complete).
     """
     original = run.ctx.workspace.resolve(source.path)
-    if not run.config.separate or run.separator is None:
+    separator = run.separator() if run.config.separate else None
+    if separator is None:
         return original, 0.0
     target, used = separated_path(run.ctx.workspace, source), share * SEPARATE_SHARE
     if target.is_file():
@@ -556,7 +556,7 @@ def _separate_stage(run: _Run, source: Source, base: float, share: float) -> tup
         run.progress(base + used * fraction, "separate", message, fraction)
 
     with run.timed("separate"):
-        separate.separate_file(run.separator, original, target, progress,
+        separate.separate_file(separator, original, target, progress,
                                run.ctx.should_cancel)
     return target, used
 

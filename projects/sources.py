@@ -25,8 +25,10 @@ from projects.store import Store, now
 from projects.workspace import Workspace, atomic_path, safe_filename
 
 HASH_CHUNK_BYTES = 1 << 20
-#: What a folder of ready clips may hold: audio, and LJSpeech's transcript file.
-CLIP_FOLDER_SUFFIXES = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".csv"})
+#: Audio files a zip or folder of ready clips may hold.
+CLIP_EXTENSIONS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a"})
+#: What an uploaded folder of ready clips keeps: audio, and LJSpeech's transcript file.
+CLIP_FOLDER_SUFFIXES = CLIP_EXTENSIONS | {".csv"}
 
 
 def file_sha256(path: Path) -> str:
@@ -49,7 +51,7 @@ def staged_clip_folder(ws: Workspace, files: list[Path]) -> Iterator[Path]:
     (the build copies what it needs into the project first).
     """
     kept = [f for f in files if Path(f).suffix.lower() in CLIP_FOLDER_SUFFIXES]
-    if not any(Path(f).suffix.lower() != ".csv" for f in kept):
+    if not any(Path(f).suffix.lower() in CLIP_EXTENSIONS for f in kept):
         raise BadInput("The folder has no audio clips (wav, flac, mp3, ogg, opus or m4a).")
     with tempfile.TemporaryDirectory(prefix=".upload-", dir=ws.root) as tmp:
         folder = Path(tmp) / "clips"

@@ -367,9 +367,19 @@ def list_devices() -> list[tuple[str, str]]:
 def apply_device_choice(opts: RunOptions, choice: str) -> RunOptions:
     """Set ``device`` or, for a several-GPU choice from :func:`list_devices`, ``gpus``."""
     if choice.startswith(GPUS_PREFIX):
-        opts.device, opts.gpus = "cuda", choice[len(GPUS_PREFIX):]
-    else:
-        opts.device, opts.gpus = choice, ""
+        return apply_gpus(opts, choice[len(GPUS_PREFIX):])
+    opts.device, opts.gpus = choice, ""
+    return opts
+
+
+def apply_gpus(opts: RunOptions, gpus: str) -> RunOptions:
+    """Set ``gpus`` (and the device it implies) from a GPU list such as "0,1" or "cpu:2";
+    a single GPU number is an ordinary one-process run on that GPU."""
+    gpus = (gpus or "").strip().lower()
+    if gpus.isdigit():
+        opts.device, opts.gpus = f"cuda:{gpus}", ""
+    elif gpus:
+        opts.device, opts.gpus = ("cpu" if gpus.startswith("cpu:") else "cuda"), gpus
     return opts
 
 

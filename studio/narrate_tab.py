@@ -54,6 +54,11 @@ def voice_choices(studio: Studio) -> list[tuple[str, str]]:
     return [(v.label, v.key) for v in voices.list_tts_voices(studio.store, studio.ws, studio.registry)]
 
 
+def chapter_voice_choices(studio: Studio) -> list[tuple[str, str]]:
+    """A chapter's voice: the book's own (empty key), or any TTS voice."""
+    return [("The book's voice", "")] + voice_choices(studio)
+
+
 def chapter_rows(studio: Studio, book_id) -> list[list]:
     """The chapters table."""
     if not book_id:
@@ -158,7 +163,7 @@ class NarrateTab:
             self.move_btn = gr.Button("Move", elem_id="chapter-move")
             self.chapter_voice = gr.Dropdown(
                 label="Voice for this chapter", value="", elem_id="chapter-voice",
-                choices=[("The book's voice", "")] + voice_choices(self.studio))
+                choices=chapter_voice_choices(self.studio))
         self.text = gr.Textbox(label="Chapter text (paragraphs separated by a blank line)", lines=8,
                                max_lines=20, elem_id="chapter-text")
         self.save_text = gr.Button("Save chapter text", elem_id="save-chapter-text")
@@ -448,9 +453,8 @@ def build(studio: Studio, current: gr.Dropdown) -> None:
     tab.wire()
     if isinstance(outer, gr.Tab):
         def refresh_voices(voice, chapter_voice):
-            choices = voice_choices(studio)
-            return (keeping(choices, voice, narrate.NarrationSettings().voice),
-                    keeping([("The book's voice", "")] + choices, chapter_voice, ""))
+            return (keeping(voice_choices(studio), voice, narrate.NarrationSettings().voice),
+                    keeping(chapter_voice_choices(studio), chapter_voice, ""))
 
         pickers = [tab.voice_inputs[0], tab.chapter_voice]
         outer.select(ui_errors(refresh_voices), pickers, pickers, api_visibility="private")

@@ -136,9 +136,7 @@ def prepare_features(train_cfg, config, items: Sequence, cache_dir: str | Path) 
     train_items, val_items = split_items(items, train_cfg.val_items)
     for subset, frames in ((train_items, train_cfg.max_clip_frames), (val_items, None)):
         if subset:
-            dataset = VitsDataset(subset, config, cache_dir, frames)
-            for index in range(len(dataset)):
-                dataset._features(index)
+            VitsDataset(subset, config, cache_dir, frames).precompute()
 
 
 # --------------------------------------------------------------------------- parent side

@@ -140,6 +140,11 @@ class VitsDataset(torch.utils.data.Dataset):
         ids = torch.tensor(list(item.ids), dtype=torch.long)
         return ids, spec, wav, item.speaker
 
+    def precompute(self) -> None:
+        """Compute (and cache) every clip's features now rather than on first use."""
+        for index in range(len(self)):
+            self._features(index)
+
     def _features(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
         if index not in self._memory:
             self._memory[index] = self._load_or_compute(self.items[index])
